@@ -1,0 +1,176 @@
+"""The ``napari-unet`` command: predict, evaluate and list models without a screen.
+
+Exit codes: 0 success, 1 some inputs failed (each reported), 2 bad arguments or model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UNetError
+
+log = logging.getLogger("napari-unet")
+
+
+def _tqdm(**kw):
+    from tqdm import tqdm
+
+    return tqdm(**kw, file=sys.stderr, dynamic_ncols=True, disable=kw.pop("disable", None))
+
+
+def _drive(gen, bar):
+    """Run a progress generator, moving a tqdm bar; return the generator's value."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if p.stage == "predict":
+            bar.total = p.total
+            bar.n = p.done
+            bar.refresh()
+
+
+def cmd_predict(args) -> int:
+    from .fileio import read_image, write_tiff
+    from .modelio import load_model
+    from .predict import Predictor
+
+    model = load_model(args.model)
+    pred = Predictor(model, device=args.device, tile=args.tile, halo=args.halo,
+                     batch_size=args.batch_size, preset=args.preset)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in map(Path, args.images):
+        try:
+            image = read_image(path)
+            with _tqdm(desc=path.name, unit="batch", leave=False) as bar:
+                labels, prob = _drive(pred.segment_iter(image, return_prob=True), bar)
+            write_tiff(out / f"{path.stem}_labels.tif", labels)
+            if args.prob:
+                write_tiff(out / f"{path.stem}_prob.tif", prob.astype(np.float32))
+            print(f"{path.name}: {int(labels.max())} objects -> {out / (path.stem + '_labels.tif')}")
+        except UNetError as err:
+            failed += 1
+            print(f"{path.name}: FAILED: {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _pairs(labels_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
+    from .fileio import IMAGE_SUFFIXES
+
+    def stem(p: Path) -> str:
+        s = p.stem
+        return s[: -len("_labels")] if s.endswith("_labels") else s
+
+    truth = {stem(p): p for p in sorted(truth_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    pred = {stem(p): p for p in sorted(labels_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    return [(k, pred.get(k), truth[k]) for k in sorted(truth)]
+
+
+def cmd_evaluate(args) -> int:
+    from .fileio import read_image
+    from .metrics import evaluate
+
+    labels_dir, truth_dir = Path(args.labels), Path(args.truth)
+    for d in (labels_dir, truth_dir):
+        if not d.is_dir():
+            print(f"error: {d} is not a folder", file=sys.stderr)
+            return 2
+    rows, failed = [], 0
+    for name, p, t in _pairs(labels_dir, truth_dir):
+        try:
+            if p is None:
+                raise UNetError(f"no predicted labels for {name} in {labels_dir}")
+            pl, tl = read_image(p), read_image(t)
+            if pl.shape != tl.shape:
+                raise UNetError(f"shape {pl.shape} of {p.name} differs from {tl.shape} of {t.name}")
+            rows.append({"image": name, **evaluate(pl, tl)})
+        except UNetError as err:
+            failed += 1
+            print(f"{name}: FAILED: {err}", file=sys.stderr)
+    if not rows:
+        print("error: no image pairs to evaluate (names pair by stem, '_labels' ignored)", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'image':30s} {'dice':>6s} {'AP50':>6s} {'mAP':>6s} {'true':>5s} {'pred':>5s}")
+        for r in rows:
+            print(f"{r['image'][:30]:30s} {r['dice']:6.3f} {r['ap50']:6.3f} {r['map']:6.3f} "
+                  f"{r['n_true']:5d} {r['n_pred']:5d}")
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("dice", "ap50", "map")}
+        print(f"{'overall (mean of images)':30s} {mean['dice']:6.3f} {mean['ap50']:6.3f} {mean['map']:6.3f}")
+    return 1 if failed else 0
+
+
+def cmd_models(args) -> int:
+    from .modelio import list_models, user_model_dir
+
+    models = list_models()
+    for m in models:
+        print(f"{m['name']:20s} {m['source']:8s} {m['path']}  {m['description']}")
+    if not models:
+        print("no models installed")
+    print(f"(user models go in {user_model_dir()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="napari-unet", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    q = sub.add_parser("predict", help="segment images into <stem>_labels.tif",
+                       description="Segment images; writes OUTDIR/<stem>_labels.tif (uint32 instance "
+                                   "ids) and, with --prob, <stem>_prob.tif (float32 C x H x W).")
+    q.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF/PNG/JPEG images")
+    q.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    q.add_argument("--model", default="nuclei", help="bundled/user model name or folder (default nuclei)")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    q.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
+    q.add_argument("--halo", type=int, help="halo in px (default: exact, from the model)")
+    q.add_argument("--preset", choices=["exact", "classic"], help="tiling preset")
+    q.add_argument("--batch-size", type=int, help="tiles per forward pass")
+    q.add_argument("--prob", action="store_true", help="also write probabilities")
+    q.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("evaluate", help="compare label images with ground truth",
+                       description="Dice, AP50 and mAP(0.5:0.95) per image and overall; files pair "
+                                   "by stem (a '_labels' suffix is ignored).")
+    e.add_argument("--labels", required=True, metavar="DIR", help="predicted label images")
+    e.add_argument("--truth", required=True, metavar="DIR", help="ground-truth label images")
+    e.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("models", help="list installed models", description="List bundled and user models.")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except UNetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Checking and arranging input images: every bad input gets a clear message."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+AXES_HELP = ("Give a 2D image (H, W), a colour image (H, W, 3 or 4), or a stack of planes "
+             "(Z, H, W) or (Z, H, W, C).")
+
+
+def as_planes(image, in_channels: int) -> tuple[np.ndarray, bool]:
+    """Arrange an image as planes of (H, W, C) with ``C == in_channels``.
+
+    Accepts (H, W), (H, W, C) with C <= 4, (Z, H, W) and (Z, H, W, C), any real or
+    bool dtype, numpy or array-likes (dask / zarr arrays are indexed lazily by the
+    caller when possible).  RGB(A) meets a grey model as the mean of R, G, B; grey
+    meets an RGB model repeated three times.  Other channel counts are an error.
+
+    Returns
+    -------
+    planes : ndarray or array-like, (Z, H, W, C)
+        A view where possible; no float copy is made here.
+    is_stack : bool
+        Whether the input had a plane axis.
+    """
+    if image is None:
+        raise InputError("No image was given. " + AXES_HELP)
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        try:
+            image = np.asarray(image)
+        except (ValueError, TypeError) as err:
+            raise InputError(f"Cannot read the input as an array ({err}). " + AXES_HELP) from None
+    dtype = np.dtype(image.dtype)
+    if dtype.kind not in "biuf":
+        raise InputError(f"Images must hold numbers, got dtype {dtype}. "
+                         "Convert complex or text data to real numbers first.")
+    if 0 in image.shape:
+        raise InputError(f"The image is empty (shape {tuple(image.shape)}). " + AXES_HELP)
+    nd = image.ndim
+    if nd == 2:
+        planes, stack = image[None, :, :, None], False
+    elif nd == 3 and image.shape[-1] <= 4:
+        planes, stack = image[None], False
+    elif nd == 3:
+        planes, stack = image[..., None], True
+    elif nd == 4 and image.shape[-1] <= 4:
+        planes, stack = image, True
+    else:
+        raise InputError(f"Cannot segment an array of shape {tuple(image.shape)} ({nd}-D). "
+                         + AXES_HELP + " Select a single channel or time point first.")
+    c = planes.shape[-1]
+    if c == in_channels:
+        return planes, stack
+    if in_channels == 1 and c in (3, 4):
+        return _grey(planes), stack
+    if in_channels == 3 and c == 1:
+        return np.repeat(np.asarray(planes), 3, axis=-1), stack
+    if in_channels == 3 and c == 4:
+        return planes[..., :3], stack
+    raise InputError(f"The model expects {in_channels} channel(s) but the image has {c}. "
+                     "Pick a model made for this kind of image, or select the channel(s) to "
+                     "segment first.")
+
+
+def _grey(planes) -> np.ndarray:
+    rgb = np.asarray(planes[..., :3])
+    return rgb.astype(np.float32).mean(axis=-1, keepdims=True)

@@ -1,0 +1,48 @@
+"""The progress protocol of long work: generators that yield :class:`Progress`.
+
+Long operations are generator functions that ``yield Progress(...)`` often and
+``return`` their result.  A caller that wants only the result uses
+:func:`run_to_end`; a GUI or CLI iterates, shows progress, and cancels by simply
+not asking for the next item (``gen.close()``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generator, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a long operation is.
+
+    Attributes
+    ----------
+    done, total : int
+        Units finished and units in all (tiles, files, steps ...).
+    stage : str
+        What is being done ("predict", "instances", "train" ...).
+    info : dict or None
+        Extra figures for the stage (loss, file name ...).
+    """
+
+    done: int
+    total: int
+    stage: str = ""
+    info: dict | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+def run_to_end(gen: Generator[Progress, None, T], callback: Callable[[Progress], None] | None = None) -> T:
+    """Drive a progress generator to its end and return its result."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(p)

@@ -1,0 +1,1 @@
+"""Bundled models: one folder per model with model.safetensors and model.json."""
