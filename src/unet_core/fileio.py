@@ -52,16 +52,23 @@ def read_image(path) -> np.ndarray:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
-        if suffix in IMAGE_SUFFIXES:
+            data = np.asarray(tifffile.imread(path))
+        elif suffix in IMAGE_SUFFIXES:
             import imageio.v3 as iio
 
-            return np.asarray(iio.imread(path))
+            data = np.asarray(iio.imread(path))
+        else:
+            data = None
     except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as err:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid "
                              f"{suffix[1:].upper()} image ({type(err).__name__}: {err}).") from None
-    raise ImageFileError(f"{path}: unsupported file type {suffix!r}; use one of "
-                         f"{', '.join(IMAGE_SUFFIXES)}.")
+    if data is None:
+        raise ImageFileError(f"{path}: unsupported file type {suffix!r}; use one of "
+                             f"{', '.join(IMAGE_SUFFIXES)}.")
+    if data.size == 0 or data.ndim < 2:
+        raise ImageFileError(f"Cannot read {path}: the file is corrupt or holds no image data "
+                             f"(read shape {data.shape}).")
+    return data
 
 
 def write_tiff(path, data: np.ndarray, **kwargs) -> Path:

@@ -70,13 +70,23 @@ class UNetConfig:
     def receptive_radius(self) -> int:
         """How far (px) the zero padding at a tile border reaches into the output.
 
-        Tile borders always sit on the pooling grid (multiples of ``2**depth``).
-        From such a border, two 3x3 convolutions per level on the way down and up
-        and the two at the bottom reach ``6 * 2**depth - 2`` px (94 px at depth 4).
-        An arbitrary position reaches further (``7 * 2**depth - 5``), but the tiler
-        never cuts there.  ``tests/core/test_model.py`` measures both.
+        Tile borders always sit on the pooling grid (multiples of ``2**depth``), so
+        the reach is followed through the network from such a border, in pixels of
+        each level: a 3x3 convolution adds 1, a 2x2 pooling halves (rounding up), a
+        2x2 up-sampling doubles, a skip concatenation takes the larger reach.  For
+        depth >= 2 this is ``6 * 2**depth - 2`` (94 px at depth 4); an arbitrary
+        position would reach further (``7 * 2**depth - 5``), but the tiler never cuts
+        there.  ``tests/core/test_model.py`` measures it on real networks.
         """
-        return 6 * 2 ** self.depth - 2
+        reach, skips = 0, []
+        for _ in range(self.depth):
+            reach += 2
+            skips.append(reach)
+            reach = -(-reach // 2)
+        reach += 2
+        for skip in reversed(skips):
+            reach = max(2 * reach, skip) + 2
+        return reach
 
     @property
     def halo(self) -> int:

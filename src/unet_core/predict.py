@@ -12,7 +12,6 @@ import torch
 from .errors import InputError
 from .inputs import as_planes
 from .modelio import Model, load_model
-from .model import UNet
 from .normalize import apply_range, percentile_range
 from .progress import Progress, run_to_end
 from .tiling import CLASSIC, plan_grid
@@ -68,7 +67,8 @@ class Predictor:
     Parameters
     ----------
     model : Model, UNet, str or path
-        A loaded model, a bare network, or a model name / folder for :func:`load_model`.
+        A loaded model, a bare network (any module with a ``config`` like
+        :class:`UNetConfig`), or a model name / folder for :func:`load_model`.
     device : str
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
     tile : int, optional
@@ -90,7 +90,7 @@ class Predictor:
                 raise InputError(f"Unknown tiling preset {preset!r}; use one of {sorted(PRESETS)}.")
             tile = PRESETS[preset]["tile"] if tile is None else tile
             halo = PRESETS[preset]["halo"] if halo is None else halo
-        if isinstance(model, UNet):
+        if isinstance(model, torch.nn.Module):
             model = Model(net=model)
         elif not isinstance(model, Model):
             model = load_model(model)

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unet_core import UNet, UNetConfig
+
+
+def lively_unet(depth=4, base_filters=8, in_channels=1, out_channels=2, seed=0, batch_norm=False):
+    """A random U-Net whose outputs vary strongly with the input (He init), so any
+    stitching or border error shows in its probabilities."""
+    torch.manual_seed(seed)
+    net = UNet(UNetConfig(depth=depth, base_filters=base_filters, in_channels=in_channels,
+                          out_channels=out_channels, batch_norm=batch_norm))
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.normal_(m.bias, std=0.1)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.fixture
+def small_net():
+    return lively_unet(depth=2, base_filters=4)
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    from unet_core import save_model
+
+    return save_model(lively_unet(depth=2, base_filters=4), tmp_path / "tiny")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

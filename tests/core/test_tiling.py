@@ -1,0 +1,98 @@
+"""Exactness of the tiler: a stub network proves the stitching, a real U-Net the halo."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import lively_unet
+from unet_core import Predictor, UNetConfig
+from unet_core.normalize import normalize
+from unet_core.tiling import TileGrid, plan_grid, reflect_index
+
+
+def test_reflect_index_matches_numpy_pad():
+    for n in (1, 2, 3, 7, 40):
+        for pad in (0, 1, 5, 96, 300):
+            ref = np.pad(np.arange(n), pad, mode="reflect") if n > 1 else np.zeros(n + 2 * pad, int)
+            got = reflect_index(np.arange(-pad, n + pad), n)
+            assert np.array_equal(got, ref), (n, pad)
+
+
+@pytest.mark.parametrize("shape", [(1000, 1337), (37, 2000), (1, 1), (64, 64), (257, 31)])
+@pytest.mark.parametrize("core", [16, 64, 512])
+def test_grid_covers_image_once(shape, core):
+    grid = plan_grid(shape, core, 96, 16)
+    seen = np.zeros(shape, int)
+    for o in grid.origins():
+        dst, src = grid.core_slices(o)
+        seen[dst] += 1
+        assert src[0].stop - src[0].start == dst[0].stop - dst[0].start
+    assert (seen == 1).all()
+    assert all(c % 16 == 0 for c in grid.core) and grid.halo % 16 == 0
+    assert max(grid.core) <= max(core, 16)
+
+
+def test_grid_balances_cores():
+    g = plan_grid((1100, 2048), 1024, 96, 16)
+    assert g.core == (560, 1024) and g.counts == (2, 2)
+
+
+def test_read_is_window_of_globally_padded_image(rng):
+    img = rng.random((50, 70, 2))
+    grid = TileGrid((50, 70), (32, 32), 48)
+    padded = np.pad(img, ((48, 48 + 14), (48, 48 + 26), (0, 0)), mode="reflect")
+    for (y, x) in grid.origins():
+        assert np.array_equal(grid.read(img, (y, x)), padded[y:y + 128, x:x + 128])
+
+
+class PlusOne(nn.Module):
+    """The MONAI-style stub: output = input + 1 (per output channel)."""
+
+    config = UNetConfig(depth=4, out_channels=1)
+
+    def forward(self, x):
+        return x + 1
+
+
+@pytest.mark.parametrize("tile", [16, 48, 256])
+def test_stub_stitching_is_exact(tile, rng):
+    img = rng.integers(0, 4000, (123, 301)).astype(np.uint16)
+    prob = Predictor(PlusOne(), device="cpu", tile=tile).predict(img)
+    expect = torch.sigmoid(torch.from_numpy(normalize(img[..., None])[..., 0] + 1)).numpy()
+    assert prob.shape == (1, 123, 301) and prob.dtype == np.float32
+    np.testing.assert_allclose(prob[0], expect, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def depth4():
+    return lively_unet(depth=4, base_filters=8, seed=3)
+
+
+@pytest.mark.parametrize("shape", [(333, 517), (150, 97)])
+def test_real_unet_tiled_equals_whole_image(depth4, shape):
+    rng = np.random.default_rng(1)
+    img = rng.gamma(2.0, 300.0, shape).astype(np.float32)
+    whole = Predictor(depth4, device="cpu", tile=4096).predict(img)
+    assert len(Predictor(depth4, device="cpu", tile=4096).grid(shape)) == 1
+    for tile in (32, 64, 112, 160):
+        p = Predictor(depth4, device="cpu", tile=tile)
+        assert len(p.grid(shape)) > 1 or tile >= max(shape)
+        diff = np.abs(p.predict(img) - whole).max()
+        assert diff <= 1e-4, (tile, diff)
+
+
+def test_exactness_needs_the_halo(depth4):
+    """The test above is sensitive: the classic 64 px halo (< 94 px reach) is not exact."""
+    rng = np.random.default_rng(2)
+    img = rng.gamma(2.0, 300.0, (256, 256)).astype(np.float32)
+    whole = Predictor(depth4, device="cpu", tile=4096, halo=64).predict(img)
+    classic = Predictor(depth4, device="cpu", preset="classic").predict(img)
+    assert np.abs(classic - whole).max() > 1e-3
+
+
+def test_batchnorm_unet_is_exact():
+    net = lively_unet(depth=3, base_filters=4, batch_norm=True, seed=5)
+    img = np.random.default_rng(5).random((200, 131)).astype(np.float32)
+    whole = Predictor(net, device="cpu", tile=1024).predict(img)
+    tiled = Predictor(net, device="cpu", tile=40, batch_size=3).predict(img)
+    assert np.abs(tiled - whole).max() <= 1e-4
