@@ -1,0 +1,26 @@
+"""napari sample data: a synthetic fluorescence-nuclei image and its ground truth.
+
+Imports only numpy and :mod:`unet_core` (no Qt), so napari can list it cheaply.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from unet_core.synthetic import synthetic_nuclei
+
+_SEED = 2025   # a crowded field of ~270 mid-sized nuclei
+
+
+def sample_nuclei() -> list:
+    """A 512 x 512 uint16 synthetic nuclei image and its uint32 instance labels.
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        ``image`` (512, 512) uint16 and ``labels`` (512, 512) uint32 (hidden).
+    """
+    image, labels = synthetic_nuclei((512, 512), seed=_SEED, dtype="uint16")
+    return [
+        (np.asarray(image), {"name": "synthetic nuclei"}, "image"),
+        (np.asarray(labels), {"name": "synthetic nuclei (truth)", "visible": False}, "labels"),
+    ]
