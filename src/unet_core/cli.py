@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list installed models", description="List bundled and user models.")
     m.set_defaults(func=cmd_models)
+    from .cli_train import add_commands
+    add_commands(sub)
     return p
 
 

@@ -1,0 +1,202 @@
+"""The ``napari-unet finetune`` and ``napari-unet train`` commands.
+
+Exit codes: 0 success, 1 trained but some examples could not be read (each
+reported), 2 bad arguments, model or data (nothing trained).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _drive(gen, steps: int, quiet: bool = False):
+    """Run a training generator with a tqdm bar on stderr; return its value."""
+    from tqdm import tqdm
+
+    with tqdm(total=steps, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
+              disable=quiet or None) as bar:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if p.stage == "train":
+                bar.n = p.done
+                info = p.info or {}
+                post = {"loss": f"{info.get('loss', float('nan')):.4f}", "lr": f"{info.get('lr', 0):.2g}"}
+                if info.get("val"):
+                    post["val_dice"] = f"{info['val']['dice']:.3f}"
+                    post["val_ap50"] = f"{info['val']['ap50']:.3f}"
+                bar.set_postfix(post, refresh=False)
+                bar.refresh()
+            else:
+                bar.set_description(f"{p.stage} {p.done}/{p.total}")
+                if p.done == p.total:
+                    bar.set_description("train")
+
+
+def _load_examples(args):
+    """(examples, problems) from --training-set or --images/--labels[/--regions]."""
+    from .training.dataset import TrainingSet, examples_from_folders
+
+    if getattr(args, "training_set", None):
+        folder = Path(args.training_set)
+        if not folder.is_dir():
+            raise InputError(f"The training set {folder} is not a folder.")
+        return TrainingSet(folder).load()
+    if not (args.images and args.labels):
+        raise InputError("Give --images DIR and --labels DIR (or --training-set DIR).")
+    for d in (args.images, args.labels, args.regions):
+        if d is not None and not Path(d).is_dir():
+            raise InputError(f"{d} is not a folder.")
+    return examples_from_folders(args.images, args.labels, args.regions)
+
+
+def _report_problems(problems) -> None:
+    for name, message in problems:
+        print(f"{name}: SKIPPED: {message}", file=sys.stderr)
+
+
+def _fmt(metrics: dict) -> str:
+    if not metrics:
+        return "n/a"
+    return f"dice {metrics['dice']:.3f}  AP50 {metrics['ap50']:.3f}  mAP {metrics['map']:.3f}"
+
+
+def _print_saved(result: dict) -> None:
+    t = result["train"]
+    loss = "n/a" if t["loss"] is None else f"{t['loss']:.4f}"
+    print(f"model saved to {result['model_dir']} ({t['step']} steps, stopped by {t['stopped_by']}, "
+          f"final loss {loss})")
+
+
+def cmd_finetune(args) -> int:
+    from .training.finetune import finetune_iter
+
+    examples, problems = _load_examples(args)
+    _report_problems(problems)
+    if not examples:
+        print("error: no usable training examples", file=sys.stderr)
+        return 2
+    gen = finetune_iter(args.base, examples, args.output, steps=args.steps,
+                        max_seconds=args.max_seconds, lr=args.lr, seed=args.seed,
+                        batch_size=args.batch_size, crop=args.crop, val_fraction=args.val_fraction,
+                        checkpoint_every=args.checkpoint_every, val_every=args.val_every,
+                        resume=args.resume, overwrite=args.overwrite, name=args.name,
+                        device=args.device, augment=not args.no_augment)
+    result = _drive(gen, args.steps, args.quiet)
+    _print_saved(result)
+    label = "held-back" if result["held_back"] else "training (none held back)"
+    print(f"{label} examples: {result['card']['metrics']['before'].get('n', 0)}")
+    print(f"  base ({args.base}): {_fmt(result['before'])}")
+    print(f"  new:  {_fmt(result['after'])}")
+    return 1 if problems else 0
+
+
+def cmd_train(args) -> int:
+    from .training.finetune import parse_config, train_from_scratch_iter
+
+    try:
+        config = json.loads(Path(args.config).read_text())
+    except OSError as err:
+        raise InputError(f"Cannot read the config {args.config}: {err}") from None
+    except ValueError as err:
+        raise InputError(f"The config {args.config} is not valid JSON: {err}") from None
+    if args.synthetic:
+        if args.images or args.labels or getattr(args, "training_set", None):
+            raise InputError("Give either --synthetic N or training data, not both.")
+        from .synthetic import synthetic_dataset
+        from .training.dataset import Example
+
+        pairs = synthetic_dataset(args.synthetic, shape=(args.synthetic_size,) * 2, seed=args.seed or 0)
+        examples = [Example(f"synthetic-{i}", img, lab, lab >= 0, {"source": "synthetic"})
+                    for i, (img, lab) in enumerate(pairs)]
+        problems = []
+    else:
+        examples, problems = _load_examples(args)
+        _report_problems(problems)
+    if not examples:
+        print("error: no usable training examples", file=sys.stderr)
+        return 2
+    overrides = {"steps": args.steps, "max_seconds": args.max_seconds, "seed": args.seed}
+    steps = args.steps or parse_config(config)[1].get("steps", 1000)
+    gen = train_from_scratch_iter(config, examples, args.output, resume=args.resume,
+                                  overwrite=args.overwrite, device=args.device, **overrides)
+    result = _drive(gen, steps, args.quiet)
+    _print_saved(result)
+    print(f"validation: {_fmt(result['val'])}")
+    return 1 if problems else 0
+
+
+def _data_args(q) -> None:
+    q.add_argument("--images", metavar="DIR", help="folder of training images")
+    q.add_argument("--labels", metavar="DIR", help="folder of instance label images (paired by stem; "
+                                                  "a '_labels' suffix is ignored)")
+    q.add_argument("--regions", metavar="DIR", help="folder of reviewed-region masks (nonzero = "
+                                                   "reviewed; default: every pixel)")
+    q.add_argument("--training-set", metavar="DIR", help="a napari-unet training-set folder instead "
+                                                        "of --images/--labels")
+    q.add_argument("-o", "--output", required=True, metavar="MODELDIR", help="new model folder")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    q.add_argument("--max-seconds", type=_positive_float, metavar="S", help="time budget")
+    q.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last checkpoint in MODELDIR")
+    q.add_argument("--overwrite", action="store_true", help="replace a finished model in MODELDIR")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_commands(subparsers) -> None:
+    """Add the ``finetune`` and ``train`` commands to the ``napari-unet`` parser."""
+    f = subparsers.add_parser(
+        "finetune", help="fine-tune a model on corrected images",
+        description="Fine-tune a model on images with corrected instance labels; writes a new "
+                    "model folder and compares the base and new model on held-back examples. "
+                    "The base model is never changed.")
+    _data_args(f)
+    f.add_argument("--base", default="nuclei", metavar="NAME|PATH", help="model to start from (default nuclei)")
+    f.add_argument("--steps", type=_positive_int, default=300, metavar="N", help="training steps (default 300)")
+    f.add_argument("--lr", type=_positive_float, default=1e-4, help="peak learning rate (default 1e-4)")
+    f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    f.add_argument("--batch-size", type=_positive_int, default=4, help="crops per step (default 4)")
+    f.add_argument("--crop", type=_positive_int, default=256, help="crop size in px (default 256)")
+    f.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of examples held back for the comparison (default 0.2)")
+    f.add_argument("--checkpoint-every", type=_positive_int, default=50, metavar="N",
+                   help="write a checkpoint every N steps (default 50)")
+    f.add_argument("--val-every", type=_positive_int, metavar="N", help="validate every N steps")
+    f.add_argument("--name", help="model name for the card (default: the folder name)")
+    f.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    f.set_defaults(func=cmd_finetune)
+
+    t = subparsers.add_parser(
+        "train", help="train a new model from a config",
+        description="Train a U-Net from scratch. CONFIG.json holds the architecture "
+                    '({"model": {"depth": 4, "base_filters": 32, ...}}) and optionally training '
+                    'parameters ({"training": {"steps": 2000, "lr": 0.001, "crop": 256, ...}}).')
+    t.add_argument("--config", required=True, metavar="CONFIG.json")
+    _data_args(t)
+    t.add_argument("--synthetic", type=_positive_int, metavar="N",
+                   help="train on N synthetic nuclei images instead of folders")
+    t.add_argument("--synthetic-size", type=_positive_int, default=256, metavar="PX",
+                   help="side of the synthetic images (default 256)")
+    t.add_argument("--steps", type=_positive_int, metavar="N", help="training steps (overrides the config)")
+    t.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    t.set_defaults(func=cmd_train)

@@ -1,0 +1,284 @@
+"""Fine-tuning a model on corrected examples, and training one from scratch.
+
+Both write a new model folder (weights + card) and never touch the base model's
+folder or the bundled weights.  Checkpoints go to ``<out_dir>/checkpoints`` while
+training runs (so a killed run can resume) and are removed once the final model
+is saved.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import logging
+from dataclasses import fields
+from pathlib import Path
+from typing import Generator
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..model import UNet, UNetConfig
+from ..modelio import CARD_NAME, Model, bundled_model_dir, load_model, make_card, save_model, user_model_dir
+from ..progress import Progress, run_to_end
+from .checkpoint import discard_dir
+from .dataset import TrainingSet, as_example
+from .train import train_iter
+from .validate import evaluate_iter
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+# Keys of a training config (JSON) that go to train_iter.
+TRAIN_KEYS = ("steps", "max_seconds", "lr", "batch_size", "crop", "seed", "checkpoint_every",
+              "val_every", "schedule", "min_lr_fraction", "restart_period", "warmup",
+              "weight_decay", "augment", "reviewed_fraction")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_out_dir(out_dir, base_path=None, *, resume=False, overwrite=False) -> Path:
+    """Refuse output folders that would overwrite a base model, the bundled weights, or
+    (unless ``resume`` or ``overwrite``) a finished model.  Returns the resolved path."""
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"The output {out} is a file; give a folder for the new model.")
+    if base_path is not None and _inside(out, Path(base_path).resolve()):
+        raise InputError(f"The output folder {out} is (inside) the base model's folder; the base "
+                         "model is never overwritten. Choose a new folder for the fine-tuned model.")
+    bundled = bundled_model_dir().resolve()
+    if _inside(out, bundled):
+        raise InputError(f"The output folder {out} is inside the bundled models folder {bundled}, "
+                         f"which belongs to the installed package. Save new models elsewhere, e.g. "
+                         f"in {user_model_dir()}.")
+    unfinished = resume and any((out / CHECKPOINTS).glob("step-*"))
+    if (out / CARD_NAME).exists() and not (unfinished or overwrite):
+        raise InputError(f"{out} already holds a finished model. Choose a new folder, or replace "
+                         "it (--overwrite).")
+    return out
+
+
+def _examples(examples) -> tuple[list, list]:
+    """Examples from a sequence, a TrainingSet or a training-set folder; plus load problems."""
+    if isinstance(examples, (str, Path)):
+        examples = TrainingSet(examples)
+    if isinstance(examples, TrainingSet):
+        return examples.load()
+    return [as_example(e, i) for i, e in enumerate(examples)], []
+
+
+def split_examples(examples, val_fraction: float, seed: int):
+    """Hold back ``val_fraction`` of the examples (at least one, if there are two or more).
+
+    Returns (train, val, held_back); with a single example it is used for both and
+    ``held_back`` is False.
+    """
+    n = len(examples)
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+    if val_fraction == 0 or n == 0:
+        return list(examples), [], False
+    if n == 1:
+        log.warning("only one example: it is used both to train and to validate")
+        return list(examples), list(examples), False
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(n - 1, max(1, int(round(n * val_fraction))))
+    val = [examples[i] for i in sorted(order[:n_val])]
+    train = [examples[i] for i in sorted(order[n_val:])]
+    return train, val, True
+
+
+def _summary(examples) -> list[dict]:
+    return [{"id": e.id, "source": e.record.get("source"), "n_objects": e.record.get("n_objects")}
+            for e in examples]
+
+
+def _finish(net, out: Path, card: dict, keep_checkpoints: bool) -> Path:
+    # An old card next to new weights would fail its hash check: drop it first, so a
+    # crash in between leaves weights without a card, never a broken model.
+    (out / CARD_NAME).unlink(missing_ok=True)
+    save_model(net, out, card)
+    if not keep_checkpoints:
+        discard_dir(out / CHECKPOINTS)
+    log.info("saved model %s", out)
+    return out
+
+
+def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
+                  max_seconds: float | None = None, lr: float = 1e-4, val_fraction: float = 0.2,
+                  val_examples=None, seed: int = 0, batch_size: int = 4, crop: int = 256,
+                  checkpoint_every: int = 50, val_every: int | None = None, resume=False,
+                  overwrite: bool = False, name: str | None = None, description: str = "",
+                  device="cpu", augment=True, keep_checkpoints: bool = False
+                  ) -> Generator[Progress, None, dict]:
+    """Fine-tune ``base`` on corrected examples into a new model folder.
+
+    Parameters
+    ----------
+    base : str, path or Model
+        Model name (bundled / user), folder, or a loaded Model.  Never modified.
+    examples : sequence of Example or (image, labels[, mask]), TrainingSet, or folder
+    out_dir : path, optional
+        New model folder (default: ``<user_model_dir>/<base>-ft-<date>``).
+    steps, max_seconds, lr, seed, batch_size, crop, checkpoint_every, val_every, augment
+        See :func:`unet_core.training.train.train_iter`.
+    val_fraction : float
+        Share of examples held back to compare the base and new model (ignored when
+        ``val_examples`` are given).
+    resume : bool
+        Continue from the last checkpoint in ``<out_dir>/checkpoints``.
+    overwrite : bool
+        Replace a finished model already in ``out_dir``.
+
+    Yields
+    ------
+    Progress
+        "validate-base" (scoring the base model), then "train" / "validate".
+
+    Returns
+    -------
+    dict
+        ``model_dir`` (Path), ``before`` and ``after`` (mean dice / ap50 / map on the
+        held-back examples), ``held_back``, ``train`` (the train_iter result without
+        its history), ``problems`` (examples that could not be read), ``card``.
+    """
+    model = base if isinstance(base, Model) else load_model(base)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = check_out_dir(out_dir or user_model_dir() / f"{model.name}-ft-{stamp}", model.path,
+                        resume=resume, overwrite=overwrite)
+    examples, problems = _examples(examples)
+    if val_examples is not None:
+        train, val, held = examples, [as_example(e, i) for i, e in enumerate(val_examples)], True
+    else:
+        train, val, held = split_examples(examples, val_fraction, seed)
+    if not train:
+        raise InputError("There are no usable training examples"
+                         + (f" ({len(problems)} could not be read)." if problems else "."))
+    before = yield from evaluate_iter(model, val, device, stage="validate-base")
+    net = copy.deepcopy(model.net)
+    card = make_card(net.config, name or out.name, normalization=model.normalization,
+                     instances=model.card.get("instances"), parent=model.name,
+                     description=description or f"{model.name} fine-tuned on {len(train)} examples")
+    result = yield from train_iter(
+        net, train, val, steps=steps, max_seconds=max_seconds, lr=lr, batch_size=batch_size,
+        crop=crop, seed=seed, checkpoint_dir=out / CHECKPOINTS, checkpoint_every=checkpoint_every,
+        val_every=val_every, resume=resume, augment=augment, normalization=model.normalization,
+        card=card, device=device)
+    after = result["val"]
+    if after is None and val:
+        after = yield from evaluate_iter(Model(net=net, card=card), val, device)
+    train_info = {k: v for k, v in result.items() if k != "history"}
+    card["training"] = {
+        "mode": "finetune", "date": _now(), "parent": model.name,
+        "parent_sha256": model.card.get("sha256"),
+        "parent_path": str(Path(model.path).resolve()) if model.path else None,
+        "examples": _summary(train), "val_examples": _summary(val), "held_back": held,
+        "steps": result["step"], "resumed_from": result["start_step"] if resume else None,
+        "stopped_by": result["stopped_by"], "lr": lr, "seed": seed,
+        "batch_size": batch_size, "crop": crop, "seconds": round(result["seconds"], 1),
+        "final_loss": result["loss"],
+    }
+    card["metrics"] = {"before": before, "after": after or {}, "held_back": held}
+    _finish(net, out, card, keep_checkpoints)
+    return {"model_dir": out, "before": before, "after": after or {}, "held_back": held,
+            "train": train_info, "problems": problems, "card": card}
+
+
+def finetune(*args, **kwargs) -> dict:
+    """:func:`finetune_iter` run to the end."""
+    return run_to_end(finetune_iter(*args, **kwargs))
+
+
+def parse_config(config: dict) -> tuple[UNetConfig, dict, dict]:
+    """Split a training config into (UNetConfig, train parameters, the rest).
+
+    Accepted forms: ``{"model": {UNetConfig fields}, "training": {...}, "normalization":
+    {...}, "name": ..., "description": ..., "val_fraction": ...}``, or one flat dict
+    mixing UNetConfig fields and training parameters.
+    """
+    if not isinstance(config, dict):
+        raise InputError("A training config must be a JSON object (a dict).")
+    config = dict(config)
+    arch_keys = {f.name for f in fields(UNetConfig)}
+    arch = dict(config.pop("model", {}) or {})
+    train = dict(config.pop("training", {}) or {})
+    for key in list(config):
+        if key in arch_keys:
+            arch[key] = config.pop(key)
+        elif key in TRAIN_KEYS:
+            train[key] = config.pop(key)
+    rest_keys = {"name", "description", "normalization", "val_fraction", "instances"}
+    unknown = sorted(set(config) - rest_keys) + sorted(set(train) - set(TRAIN_KEYS))
+    if unknown:
+        raise InputError(f"Unknown keys in the training config: {unknown}. Architecture keys: "
+                         f"{sorted(arch_keys)}; training keys: {list(TRAIN_KEYS)}.")
+    try:
+        cfg = UNetConfig.from_dict(arch)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"Invalid model configuration: {err}") from None
+    return cfg, train, config
+
+
+def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_examples=None,
+                            resume=False, overwrite: bool = False, device="cpu", **overrides
+                            ) -> Generator[Progress, None, dict]:
+    """Train a new U-Net from a config into ``out_dir``.
+
+    Parameters
+    ----------
+    config_dict : dict
+        See :func:`parse_config`; ``overrides`` (e.g. ``steps=``, ``seed=``,
+        ``max_seconds=``) replace its training parameters.
+    examples, val_examples, resume, overwrite, device
+        As in :func:`finetune_iter`.
+
+    Returns
+    -------
+    dict
+        ``model_dir``, ``val`` (metrics on held-back examples), ``train``, ``problems``, ``card``.
+    """
+    cfg, params, rest = parse_config(config_dict)
+    bad = sorted(set(overrides) - set(TRAIN_KEYS))
+    if bad:
+        raise InputError(f"Unknown training parameters {bad}; use {list(TRAIN_KEYS)}.")
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    out = check_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    examples, problems = _examples(examples)
+    seed = int(params.setdefault("seed", 0))
+    if val_examples is not None:
+        train, val, held = examples, [as_example(e, i) for i, e in enumerate(val_examples)], True
+    else:
+        train, val, held = split_examples(examples, float(rest.get("val_fraction", 0.2)), seed)
+    if not train:
+        raise InputError("There are no usable training examples"
+                         + (f" ({len(problems)} could not be read)." if problems else "."))
+    torch.manual_seed(seed)
+    net = UNet(cfg)
+    card = make_card(cfg, rest.get("name") or out.name, normalization=rest.get("normalization"),
+                     instances=rest.get("instances"),
+                     description=rest.get("description") or f"U-Net trained on {len(train)} examples")
+    result = yield from train_iter(net, train, val, checkpoint_dir=out / CHECKPOINTS, resume=resume,
+                                   card=card, device=device, **params)
+    card["training"] = {"mode": "scratch", "date": _now(), "examples": _summary(train),
+                        "val_examples": _summary(val), "held_back": held, "steps": result["step"],
+                        "stopped_by": result["stopped_by"], "seconds": round(result["seconds"], 1),
+                        "final_loss": result["loss"], "params": params}
+    card["metrics"] = {"val": result["val"] or {}, "held_back": held}
+    _finish(net, out, card, keep_checkpoints=False)
+    return {"model_dir": out, "val": result["val"] or {}, "held_back": held, "problems": problems,
+            "train": {k: v for k, v in result.items() if k != "history"}, "card": card}
+
+
+def train_from_scratch(*args, **kwargs) -> dict:
+    """:func:`train_from_scratch_iter` run to the end."""
+    return run_to_end(train_from_scratch_iter(*args, **kwargs))
+
+
+__all__ = ["check_out_dir", "finetune", "finetune_iter", "parse_config",
+           "split_examples", "train_from_scratch", "train_from_scratch_iter"]

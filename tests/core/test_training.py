@@ -1,0 +1,310 @@
+"""Training: loss, augmentation, the training loop, checkpoints, fine-tuning and the CLI.
+
+Tiny depth-2 U-Nets on 64 px crops.  The machine is shared with other jobs, and two
+OpenMP threads spin-waiting on a busy core make each tiny step ~100x slower, so the
+in-process tests run torch on one thread (restored afterwards).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from skimage.draw import disk
+
+from unet_core import UNet, UNetConfig, cli, load_model, make_card, save_model
+from unet_core.errors import InputError
+from unet_core.modelio import bundled_model_dir
+from unet_core.training import TrainingSet, finetune, masked_bce_dice_loss, train_from_scratch, train_iter
+from unet_core.training.augment import AugmentConfig, augment, random_crop
+from unet_core.training.checkpoint import latest_checkpoint, load_checkpoint
+from unet_core.training.train import lr_at
+
+TINY = UNetConfig(depth=2, base_filters=8)
+FAST = {"crop": 64, "batch_size": 2, "lr": 1e-2}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_example(seed: int, size: int = 64, n: int = 4):
+    """A grey uint16 image of bright disks and its uint32 instance labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((size, size), np.uint32)
+    for i in range(n):
+        rr, cc = disk(tuple(rng.integers(8, size - 8, 2)), int(rng.integers(4, 7)), shape=labels.shape)
+        labels[rr, cc] = i + 1
+    image = ((labels > 0) * 1000 + rng.normal(100, 20, labels.shape)).clip(0).astype(np.uint16)
+    return image, labels
+
+
+def tiny_net(seed=0):
+    torch.manual_seed(seed)
+    return UNet(TINY)
+
+
+def tree_hash(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def base_model(tmp_path):
+    folder = tmp_path / "base"
+    save_model(tiny_net(1), folder, make_card(TINY, "tiny-base", description="test base"))
+    return folder
+
+
+def steps_of(gen, stop_after=None):
+    """Drive a training generator; return (train Progress list, result or None if stopped)."""
+    seen = []
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return seen, stop.value
+        if p.stage == "train":
+            seen.append(p)
+            if stop_after is not None and p.done >= stop_after:
+                gen.close()
+                return seen, None
+
+
+# -- loss and augmentation ---------------------------------------------------------------
+
+def test_loss_ignores_pixels_outside_the_mask():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 32, 32, requires_grad=True)
+    targets = (torch.rand(2, 2, 32, 32) > 0.5).float()
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:24, 8:24] = 1
+    loss = masked_bce_dice_loss(logits, targets, mask)
+    loss.backward()
+    outside = (mask == 0).expand_as(logits)
+    assert torch.all(logits.grad[outside] == 0)
+    assert torch.all(logits.grad[~outside] != 0)
+    # changing anything outside the mask changes nothing
+    other_logits = torch.where(outside, torch.randn_like(logits) * 10, logits.detach())
+    other_targets = torch.where(outside, 1 - targets, targets)
+    assert torch.allclose(masked_bce_dice_loss(other_logits, other_targets, mask), loss.detach())
+    # a confident, correct prediction scores near zero
+    good = masked_bce_dice_loss((targets * 2 - 1) * 20, targets, mask)
+    assert float(good) < 1e-3
+
+
+def test_augment_moves_image_labels_and_mask_together():
+    rng = np.random.default_rng(0)
+    _, lab = make_example(3)
+    img = (lab > 0).astype(np.float32)[..., None]
+    geo_only = AugmentConfig(elastic_p=1.0, erase_p=0, intensity_p=0, noise_p=0, blur_p=0)
+    for _ in range(5):
+        a_img, a_lab, a_mask = augment(img, lab, np.ones(lab.shape, bool), rng, geo_only)
+        assert a_img.shape == (64, 64, 1) and a_img.dtype == np.float32
+        assert a_lab.dtype == lab.dtype and set(np.unique(a_lab)) <= set(np.unique(lab))
+        assert np.mean((a_img[..., 0] > 0.5) == (a_lab > 0)) > 0.97
+    full = AugmentConfig(erase_p=1.0)
+    a_img, a_lab, a_mask = augment(img, lab, np.ones(lab.shape, bool), rng, full)
+    assert not a_mask.all() and np.isfinite(a_img).all()
+
+
+def test_random_crop_of_a_small_image_pads_unreviewed():
+    rng = np.random.default_rng(0)
+    _, lab = make_example(0, size=40)
+    img = np.zeros((40, 40, 1), np.float32)
+    c_img, c_lab, c_mask = random_crop(img, lab, np.ones(lab.shape, bool), 64, rng)
+    assert c_img.shape == (64, 64, 1) and c_lab.shape == c_mask.shape == (64, 64)
+    assert c_mask.sum() == 40 * 40 and c_lab.max() == lab.max()
+
+
+def test_lr_schedule():
+    assert lr_at(0, 100, 1e-3) == pytest.approx(1e-3)
+    assert lr_at(99, 100, 1e-3) == pytest.approx(1e-5)
+    assert lr_at(50, 100, 1e-3, "restarts", restart_period=50) == pytest.approx(1e-3)
+    assert lr_at(0, 100, 1e-3, warmup=10) == pytest.approx(1e-4)
+
+
+# -- training loop -----------------------------------------------------------------------
+
+def test_training_reduces_loss_on_a_trivial_task():
+    examples = [make_example(i) for i in range(3)]
+    seen, result = steps_of(train_iter(tiny_net(), examples, steps=40, augment=False, seed=0, **FAST))
+    losses = [p.info["loss"] for p in seen]
+    assert [p.done for p in seen] == list(range(1, 41)) and seen[0].total == 40
+    assert all(np.isfinite(losses)) and "lr" in seen[0].info
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    assert result["step"] == 40 and result["stopped_by"] == "steps"
+
+
+def test_validation_and_time_budget():
+    examples = [make_example(i) for i in range(2)]
+    gen = train_iter(tiny_net(), examples, [make_example(7)], steps=10**6, max_seconds=1.0,
+                     val_every=3, seed=0, **FAST)
+    t0 = time.monotonic()
+    seen, result = steps_of(gen)
+    assert time.monotonic() - t0 < 15
+    assert result["stopped_by"] == "time" and 0 < result["step"] < 10**6
+    vals = [p.info["val"] for p in seen if "val" in p.info]
+    assert vals and set(vals[0]) >= {"dice", "ap50"} and 0 <= vals[0]["dice"] <= 1
+    assert result["val"] is not None
+
+
+def test_stopping_mid_run_leaves_a_loadable_checkpoint_and_resume_is_exact(tmp_path):
+    examples = [make_example(i) for i in range(2)]
+    kw = dict(steps=8, seed=3, checkpoint_every=4, **FAST)
+    # reference: 8 uninterrupted steps
+    ref, _ = steps_of(train_iter(tiny_net(), examples, checkpoint_dir=tmp_path / "ref", **kw))
+    # interrupted after step 6: the step-4 checkpoint remains and loads
+    ck = tmp_path / "ck"
+    _, stopped = steps_of(train_iter(tiny_net(), examples, checkpoint_dir=ck, **kw), stop_after=6)
+    assert stopped is None
+    last = latest_checkpoint(ck)
+    assert last.name == "step-0000004" and not list(ck.glob(".tmp-*"))
+    assert load_model(last).config == TINY
+    # resuming on a fresh network continues at step 5 and repeats the reference exactly
+    seen, result = steps_of(train_iter(tiny_net(99), examples, checkpoint_dir=ck, resume=True, **kw))
+    assert [p.done for p in seen] == [5, 6, 7, 8] and result["start_step"] == 4
+    np.testing.assert_allclose([p.info["loss"] for p in seen], [p.info["loss"] for p in ref[4:]],
+                               rtol=1e-4)
+    assert latest_checkpoint(ck).name == "step-0000008"
+    doc = load_checkpoint(latest_checkpoint(ck), tiny_net())
+    assert doc["step"] == 8 and len(doc["history"]) == 8
+
+
+# -- fine-tuning and training from scratch -------------------------------------------------
+
+def test_finetune_refuses_to_write_into_the_base_folder(base_model, tmp_path):
+    before = tree_hash(base_model)
+    examples = [make_example(i) for i in range(2)]
+    for out in (base_model, base_model / "sub", bundled_model_dir() / "tiny-ft"):
+        with pytest.raises(InputError, match="base model|bundled"):
+            finetune(base_model, examples, out, steps=1, **FAST)
+    assert tree_hash(base_model) == before
+    assert not (bundled_model_dir() / "tiny-ft").exists() and not (base_model / "sub").exists()
+
+
+def test_finetune_makes_a_new_model_with_its_own_card(base_model, tmp_path):
+    before = tree_hash(base_model)
+    ts = TrainingSet(tmp_path / "set")
+    for i in range(3):
+        ts.add(*make_example(i), source=f"img{i}.tif")
+    out = tmp_path / "new"
+    result = finetune(base_model, ts, out, steps=3, val_fraction=0.34, **FAST)
+    assert tree_hash(base_model) == before
+    assert result["model_dir"] == out.resolve() and not (out / "checkpoints").exists()
+    model = load_model(out)
+    card = model.card
+    assert card["parent"] == "tiny-base"
+    assert card["training"]["parent_sha256"] == load_model(base_model).card["sha256"]
+    assert len(card["training"]["examples"]) == 2 and len(card["training"]["val_examples"]) == 1
+    assert card["training"]["steps"] == 3 and card["training"]["date"]
+    for key in ("before", "after"):
+        assert set(card["metrics"][key]) >= {"dice", "ap50"}
+    with pytest.raises(InputError, match="already holds"):
+        finetune(base_model, ts, out, steps=1, **FAST)
+
+
+def test_train_from_scratch(tmp_path):
+    config = {"model": {"depth": 2, "base_filters": 4}, "training": {"steps": 2, "crop": 64},
+              "name": "scratch"}
+    result = train_from_scratch(config, [make_example(i) for i in range(2)], tmp_path / "m",
+                                seed=1, batch_size=1)
+    model = load_model(result["model_dir"])
+    assert model.config.base_filters == 4 and model.card["training"]["steps"] == 2
+    assert model.name == "scratch"
+    with pytest.raises(InputError, match="Unknown keys"):
+        train_from_scratch({"dept": 2}, [make_example(0)], tmp_path / "x")
+
+
+# -- command line ------------------------------------------------------------------------
+
+def write_folders(root: Path, n: int = 3, size: int = 64):
+    images, labels = root / "images", root / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for i in range(n):
+        img, lab = make_example(i, size=size)
+        tifffile.imwrite(images / f"s{i}.tif", img)
+        tifffile.imwrite(labels / f"s{i}_labels.tif", lab)
+    return images, labels
+
+
+def test_cli_finetune_end_to_end(base_model, tmp_path, capsys):
+    images, labels = write_folders(tmp_path)
+    out = tmp_path / "out"
+    common = ["--base", str(base_model), "--steps", "3", "--crop", "64", "--batch-size", "1",
+              "--device", "cpu", "-q"]
+    rc = cli.main(["finetune", "--images", str(images), "--labels", str(labels), "-o", str(out)] + common)
+    assert rc == 0
+    assert "model saved to" in capsys.readouterr().out
+    assert load_model(out).card["training"]["steps"] == 3
+    # a corrupt image: trained on the rest, reported, exit code 1
+    (images / "s1.tif").write_bytes(b"broken")
+    rc = cli.main(["finetune", "--images", str(images), "--labels", str(labels), "-o",
+                   str(tmp_path / "out2")] + common)
+    assert rc == 1 and "s1: SKIPPED" in capsys.readouterr().err
+    # bad arguments
+    assert cli.main(["finetune", "--images", str(tmp_path / "nope"), "--labels", str(labels),
+                     "-o", str(tmp_path / "out3")] + common) == 2
+    assert cli.main(["finetune", "--images", str(images), "--labels", str(labels),
+                     "-o", str(base_model)] + common) == 2
+    assert "base model" in capsys.readouterr().err
+
+
+def test_cli_train_synthetic(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": {"depth": 2, "base_filters": 4},
+                               "training": {"crop": 64, "batch_size": 1}}))
+    rc = cli.main(["train", "--config", str(cfg), "-o", str(tmp_path / "m"), "--synthetic", "2",
+                   "--synthetic-size", "64", "--steps", "2", "--device", "cpu", "-q"])
+    assert rc == 0 and load_model(tmp_path / "m").card["training"]["steps"] == 2
+
+
+# -- a real crash ----------------------------------------------------------------------
+
+def test_sigkill_mid_finetune_loses_nothing_and_resumes(base_model, tmp_path):
+    ts = TrainingSet(tmp_path / "set")
+    for i in range(3):
+        ts.add(*make_example(i), source=f"img{i}.tif")
+    out = tmp_path / "out"
+    base_hash, set_hash = tree_hash(base_model), tree_hash(ts.folder)
+    args = ["finetune", "--training-set", str(ts.folder), "--base", str(base_model), "-o", str(out),
+            "--crop", "64", "--batch-size", "1", "--checkpoint-every", "2", "--device", "cpu", "-q"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "unet_core.cli"] + args + ["--steps", "100000"],
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not list(out.glob("checkpoints/step-*/checkpoint.json")):
+                assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+                assert time.monotonic() < deadline, "no checkpoint within 60 s"
+                time.sleep(0.05)
+            time.sleep(0.3)  # let it get into the middle of later steps / checkpoint writes
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert tree_hash(base_model) == base_hash and load_model(base_model).name == "tiny-base"
+    assert tree_hash(ts.folder) == set_hash and len(ts.load()[0]) == 3
+    for card in out.rglob("model.json"):  # no half-written model anywhere
+        load_model(card.parent)
+    last = latest_checkpoint(out / "checkpoints")
+    step = int(last.name.split("-")[1])
+    assert step >= 2
+    rc = cli.main(args + ["--resume", "--steps", str(step + 2)])
+    assert rc == 0
+    card = load_model(out).card
+    assert card["training"]["steps"] == step + 2 and card["training"]["resumed_from"] == step
