@@ -1,0 +1,128 @@
+"""Non-Qt helpers of the widgets: predictor cache, worker jobs, error messages.
+
+Everything here runs without Qt or napari; the generator "jobs" run inside napari
+thread workers and only yield :class:`~unet_core.Progress` and return results.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unet_core import Predictor, Progress, UNetError, load_model
+
+log = logging.getLogger(__name__)
+
+#: Tiling choices of the Segment widget: (label, preset key).
+TILINGS = (("exact (default)", "exact"), ("classic 128 -> 256", "classic"), ("custom", "custom"))
+
+#: What the user reads for an engine stage.
+STAGE_TEXT = {"load": "Loading model", "predict": "Predicting tiles",
+              "instances": "Separating nuclei", "file": "Segmenting", "batch": "Segmenting"}
+
+
+def available_devices() -> list[str]:
+    """Devices to offer: "auto", "cpu", then "cuda" / "mps" when PyTorch sees them."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+@dataclass(frozen=True)
+class PredictorKey:
+    """Everything a :class:`~unet_core.Predictor` is built from."""
+
+    model: str
+    device: str = "auto"
+    preset: str | None = None
+    tile: int | None = None
+    halo: int | None = None
+    batch_size: int | None = None
+
+
+class PredictorCache:
+    """Holds the last Predictor and rebuilds it only when its key (or model file) changes.
+
+    One slot only: a second model would double the (GPU) memory, and a
+    :class:`~unet_core.Model` must not be shared between devices.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._stamp = None
+        self._predictor = None
+
+    def get(self, key: PredictorKey) -> Predictor:
+        """The Predictor for ``key``, loading the model if needed (call from a worker)."""
+        card = Path(key.model) / "model.json"
+        stamp = (key, card.stat().st_mtime_ns if card.exists() else None)
+        with self._lock:
+            if self._predictor is None or stamp != self._stamp:
+                self._predictor = self._stamp = None
+                self._predictor = Predictor(load_model(key.model), device=key.device,
+                                            tile=key.tile, halo=key.halo,
+                                            batch_size=key.batch_size, preset=key.preset)
+                self._stamp = stamp
+            return self._predictor
+
+
+@dataclass
+class SegmentResult:
+    """What a segment job returns: labels uint32 (H, W) / (Z, H, W), probabilities
+    float32 (C, H, W) / (Z, C, H, W), seconds taken and the model's name."""
+
+    labels: np.ndarray
+    prob: np.ndarray
+    seconds: float
+    model: str
+
+
+def layer_pixels(layer):
+    """The full-resolution data of an image layer (level 0 of a multiscale one)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def segment_job(cache: PredictorCache, key: PredictorKey, data):
+    """Generator job: load (or reuse) the predictor, then segment ``data``.
+
+    Yields Progress (stage "load", then the engine's); returns a :class:`SegmentResult`.
+    """
+    yield Progress(0, 1, "load")
+    pred = cache.get(key)
+    t0 = time.perf_counter()
+    image = np.asarray(data)      # dask / zarr data is read here, off the GUI thread
+    labels, prob = yield from pred.segment_iter(image, return_prob=True)
+    return SegmentResult(labels, prob, time.perf_counter() - t0, pred.model.name)
+
+
+def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, **kwargs):
+    """Generator job: :func:`unet_core.batch.batch_iter` with the cached predictor."""
+    from unet_core.batch import batch_iter
+
+    yield Progress(0, 1, "load")
+    pred = cache.get(key)
+    return (yield from batch_iter(pred, input_dir, output_dir, **kwargs))
+
+
+def describe_error(exc: BaseException, action: str = "Segmentation") -> str:
+    """A message for the person at the keyboard; unexpected errors are logged in full."""
+    if isinstance(exc, UNetError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return (f"{action} ran out of memory. Choose 'custom' tiling with a smaller tile, "
+                "the cpu device, or a smaller part of the image.")
+    if type(exc).__name__ == "OutOfMemoryError":   # torch.cuda.OutOfMemoryError
+        return (f"{action} ran out of GPU memory. Choose 'custom' tiling with a smaller tile "
+                "or the cpu device.")
+    log.error("%s failed", action, exc_info=(type(exc), exc, exc.__traceback__))
+    return f"{action} failed: {type(exc).__name__}: {exc}"

@@ -1,0 +1,198 @@
+"""Qt controls shared by the dock widgets: model picker, folder field, run bar."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.utils import progress as napari_progress
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
+                            QProgressBar, QPushButton, QSizePolicy, QToolButton, QVBoxLayout,
+                            QWidget)
+
+from unet_core import Progress, list_models
+
+from ._common import STAGE_TEXT, available_devices
+
+BROWSE = "Browse..."
+
+
+class ModelPicker(QComboBox):
+    """Installed models (bundled, then the user's) and "Browse..." for any model folder.
+
+    The item data is the model folder (str); "Browse..." has none.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._extra: list[str] = []
+        self._last = -1
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self.setToolTip("Model to segment with: an installed model, or Browse... for a "
+                        "model folder (model.safetensors + model.json)")
+        self.refresh()
+        self.activated.connect(self._on_activated)
+
+    def refresh(self) -> None:
+        """Re-read the installed models, keeping the current choice when it still exists."""
+        current = self.model_path()
+        self.blockSignals(True)
+        self.clear()
+        for m in list_models():
+            self.addItem(f"{m['name']} ({m['source']})", str(m["path"]))
+            self.setItemData(self.count() - 1, m.get("description") or str(m["path"]),
+                             Qt.ToolTipRole)
+        for path in self._extra:
+            if self.findData(path) < 0:
+                self.addItem(f"{Path(path).name} (folder)", path)
+                self.setItemData(self.count() - 1, path, Qt.ToolTipRole)
+        self.addItem(BROWSE)
+        index = self.findData(current) if current else -1
+        if index < 0:
+            index = next((i for i in range(self.count() - 1)
+                          if self.itemText(i).startswith("nuclei (")), 0)
+        self.setCurrentIndex(index)
+        self._last = index if self.itemData(index) else -1
+        self.blockSignals(False)
+
+    def showPopup(self) -> None:   # noqa: N802 (Qt override)
+        """Re-read the installed models each time the list opens (new fine-tuned ones)."""
+        self.refresh()
+        super().showPopup()
+
+    def model_path(self) -> str | None:
+        """Folder of the chosen model, or None when there is none."""
+        return self.currentData()
+
+    def set_model(self, path) -> None:
+        """Add a model folder (if new) and select it."""
+        path = str(path)
+        if self.findData(path) < 0:
+            self._extra.append(path)
+            self.refresh()
+        self.setCurrentIndex(self.findData(path))
+        self._last = self.currentIndex()
+
+    def _on_activated(self, index: int) -> None:
+        if self.itemData(index) is not None:
+            self._last = index
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        if folder:
+            self.set_model(folder)
+        else:
+            self.setCurrentIndex(max(self._last, 0))
+
+
+def device_combo(parent=None) -> QComboBox:
+    """A combo of the devices PyTorch can use here ("auto" first)."""
+    combo = QComboBox(parent)
+    combo.addItems(available_devices())
+    combo.setToolTip("auto: the GPU when there is one, else the CPU")
+    return combo
+
+
+class FolderEdit(QWidget):
+    """A folder path field with a browse button."""
+
+    def __init__(self, caption: str, parent=None):
+        super().__init__(parent)
+        self.caption = caption
+        self.line = QLineEdit(self)
+        self.line.setPlaceholderText("folder")
+        button = QToolButton(self)
+        button.setText("...")
+        button.setToolTip(caption)
+        button.clicked.connect(self._on_browse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.line)
+        layout.addWidget(button)
+        self.line.textChanged.connect(self.line.setToolTip)
+
+    def path(self) -> str:
+        return self.line.text().strip()
+
+    def set_path(self, path) -> None:
+        self.line.setText(str(path))
+
+    def _on_browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, self.caption, self.path())
+        if folder:
+            self.set_path(folder)
+
+
+class RunBar(QWidget):
+    """Run and Cancel buttons, a progress bar and a status line.
+
+    Mirrors the progress in napari's activity area while a run is going.
+    """
+
+    run = Signal()
+    cancel = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.run_button = QPushButton("Run", self)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self._on_cancel_clicked)
+        self.bar = QProgressBar(self)
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(0)
+        self.bar.setTextVisible(True)
+        self.bar.setFormat("")
+        self.status = QLabel("Ready", self)
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.status)
+        self._activity = None
+        self.set_busy(False)
+
+    def set_busy(self, busy: bool) -> None:
+        self.run_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def begin(self, desc: str) -> None:
+        """A run starts: busy buttons, empty bar, a progress entry in napari's activity."""
+        self.set_busy(True)
+        self.bar.setValue(0)
+        self.bar.setFormat("Starting...")
+        self.status.setText(desc)
+        self._activity = napari_progress(total=1000, desc=desc)
+
+    def report(self, p: Progress, text: str | None = None) -> None:
+        """Show ``p`` (its fraction) with ``text`` or the stage's name."""
+        value = int(round(1000 * min(max(p.fraction, 0.0), 1.0)))
+        label = text or STAGE_TEXT.get(p.stage, p.stage.capitalize())
+        self.bar.setValue(value)
+        self.bar.setFormat(f"{label}  %p%")
+        activity = self._activity   # a local: napari may process events (and end()) in here
+        if activity is not None:
+            activity.update(value - activity.n)
+            activity.set_description(label)
+
+    def end(self, message: str, outcome: str = "Done") -> None:
+        """The run is over: ``outcome`` ("Done", "Failed", "Cancelled") goes in the bar,
+        ``message`` in the status line."""
+        self.set_busy(False)
+        if outcome == "Done":
+            self.bar.setValue(self.bar.maximum())
+        self.bar.setFormat(outcome)
+        self.status.setText(message)
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
+
+    def _on_cancel_clicked(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self.status.setText("Cancelling...")
+        self.cancel.emit()

@@ -1,0 +1,181 @@
+"""The Batch dock widget: segment every image of a folder, with a report of failures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                            QListWidgetItem, QVBoxLayout, QWidget)
+from superqt.utils import GeneratorWorker
+
+from ._common import PredictorCache, PredictorKey, batch_job, describe_error
+from ._controls import FolderEdit, ModelPicker, RunBar, device_combo
+
+
+class BatchWidget(QWidget):
+    """Segment a folder of images in a background thread (:func:`unet_core.batch.batch_iter`).
+
+    Writes ``<stem>_labels.tif``, optionally ``<stem>_prob.tif`` and
+    ``<stem>_objects.csv`` per input into the output folder, resumes a previous run
+    (files whose outputs are up to date are skipped) and lists files that failed.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (only for napari's activity area; nothing is added to it).
+    """
+
+    def __init__(self, napari_viewer=None, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._cache = PredictorCache()
+        self._worker = None
+        self._counts = {"done": 0, "skipped": 0, "failed": 0}
+        self._ending = ("Done", "Done")   # (bar, status line) once the running job ends
+        self._input_dir = ""
+
+        self.input_edit = FolderEdit("Choose the folder of input images")
+        self.pattern_edit = QLineEdit("*.tif*")
+        self.pattern_edit.setToolTip("Which files to segment, e.g. *.tif*, *.png, **/*.tif")
+        self.output_edit = FolderEdit("Choose the folder for the results")
+        self.model_picker = ModelPicker()
+        self.device_combo = device_combo()
+        self.labels_check = QCheckBox("labels")
+        self.labels_check.setChecked(True)
+        self.labels_check.setToolTip("<stem>_labels.tif: uint32 instance labels")
+        self.prob_check = QCheckBox("probabilities")
+        self.prob_check.setToolTip("<stem>_prob.tif: float32 probability maps")
+        self.csv_check = QCheckBox("CSV")
+        self.csv_check.setChecked(True)
+        self.csv_check.setToolTip("<stem>_objects.csv: area, centroid, intensity ... per object")
+        outputs = QHBoxLayout()
+        for box in (self.labels_check, self.prob_check, self.csv_check):
+            outputs.addWidget(box)
+        outputs.addStretch(1)
+        self.resume_check = QCheckBox("skip files already done")
+        self.resume_check.setChecked(True)
+        self.resume_check.setToolTip("Resume: skip files whose outputs exist and are newer "
+                                     "than the input")
+        self.run_bar = RunBar()
+        self.counts_label = QLabel()
+        self.failed_list = QListWidget()
+        self.failed_list.setWordWrap(True)
+        self.failed_list.setToolTip("Files that could not be segmented, and why")
+        self.failed_list.setMinimumHeight(60)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        form.addRow("Input", self.input_edit)
+        form.addRow("Files", self.pattern_edit)
+        form.addRow("Output", self.output_edit)
+        form.addRow("Model", self.model_picker)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Write", outputs)
+        form.addRow("", self.resume_check)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_bar)
+        layout.addWidget(self.counts_label)
+        layout.addWidget(QLabel("Failed files:"))
+        layout.addWidget(self.failed_list, 1)
+
+        self.run_bar.run.connect(self._on_run)
+        self.run_bar.cancel.connect(self._on_cancel)
+        self._show_counts()
+
+    @property
+    def running(self) -> bool:
+        """Whether a batch is in progress."""
+        return self._worker is not None
+
+    def outputs(self) -> tuple[str, ...]:
+        """The outputs ticked, as :func:`~unet_core.batch.batch_iter` names them."""
+        boxes = (("labels", self.labels_check), ("prob", self.prob_check), ("csv", self.csv_check))
+        return tuple(name for name, box in boxes if box.isChecked())
+
+    def _show_counts(self) -> None:
+        c = self._counts
+        self.counts_label.setText(f"done {c['done']}  ·  skipped {c['skipped']}  ·  "
+                                  f"failed {c['failed']}")
+
+    # -- slots ---------------------------------------------------------------------
+    def _on_run(self) -> None:
+        if self.running:
+            return
+        problem = ("Choose an input folder." if not self.input_edit.path() else
+                   "Choose an output folder." if not self.output_edit.path() else
+                   "Tick at least one output to write." if not self.outputs() else
+                   "No model: choose a model folder with Model > Browse..."
+                   if self.model_picker.model_path() is None else None)
+        if problem:
+            show_error(problem)
+            return
+        key = PredictorKey(self.model_picker.model_path(), self.device_combo.currentText())
+        self._counts = {"done": 0, "skipped": 0, "failed": 0}
+        self._ending = ("Done", "Done")
+        self._input_dir = str(Path(self.input_edit.path()))
+        self.failed_list.clear()
+        self._show_counts()
+        # superqt's worker: napari's would also post each error with a traceback
+        worker = create_worker(batch_job, self._cache, key, self.input_edit.path(),
+                               self.output_edit.path(), pattern=self.pattern_edit.text().strip()
+                               or "*", outputs=self.outputs(), device=key.device,
+                               resume=self.resume_check.isChecked(),
+                               _worker_class=GeneratorWorker, _ignore_errors=True,
+                               _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_bar.begin("Batch segmentation")
+        worker.start()
+
+    def _on_cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.quit()
+
+    def _on_yielded(self, p) -> None:
+        info = p.info or {}
+        if p.stage == "file":
+            frac = (p.done + info.get("fraction", 0.0)) / max(p.total, 1)
+            text = f"{p.done + 1}/{p.total}  {info.get('file', '')}"
+            self.run_bar.report(type(p)(int(frac * 1000), 1000, p.stage), text)
+            return
+        if p.stage != "batch":
+            self.run_bar.report(p)
+            return
+        status = info.get("status")
+        if status in self._counts:
+            self._counts[status] += 1
+            self._show_counts()
+        if status == "failed":
+            # the file's name starts the line: drop its full path from the message
+            error = info.get("error", "").replace(str(Path(self._input_dir, info["file"])),
+                                                  info["file"])
+            item = QListWidgetItem(f"{info['file']}: {error}")
+            item.setToolTip(info.get("error", ""))
+            self.failed_list.addItem(item)
+        self.run_bar.report(p, f"{p.done}/{p.total} files")
+
+    def _on_returned(self, report: dict) -> None:
+        n_failed = len(report["failed"])
+        self._ending = ("Done", f"Finished: {len(report['done'])} segmented, "
+                                f"{len(report['skipped'])} skipped, {n_failed} failed.")
+        if n_failed:
+            show_info(f"Batch: {n_failed} file(s) failed.")
+
+    def _on_errored(self, exc) -> None:
+        message = describe_error(exc, "Batch segmentation")
+        self._ending = ("Failed", f"Failed: {message}")
+        show_error(message)
+
+    def _on_aborted(self) -> None:
+        self._ending = ("Cancelled", "Cancelled (finished files are kept; Run resumes).")
+
+    def _on_finished(self) -> None:
+        outcome, message = self._ending
+        self.run_bar.end(message, outcome)
+        self._worker = None

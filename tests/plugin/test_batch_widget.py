@@ -1,0 +1,70 @@
+"""The Batch widget in a real viewer: outputs, a listed failure, resume."""
+import pytest
+import tifffile
+from napari.utils.notifications import NotificationSeverity
+
+from unet_core.synthetic import synthetic_nuclei
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three 64 px TIFFs; img1.tif is truncated (corrupt)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(3):
+        tifffile.imwrite(src / f"img{k}.tif", synthetic_nuclei((64, 64), seed=k)[0])
+    (src / "img1.tif").write_bytes((src / "img1.tif").read_bytes()[:200])
+    return src
+
+
+@pytest.fixture
+def batch(make_napari_viewer, tiny_model):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Batch")
+    widget.model_picker.set_model(tiny_model)
+    return widget
+
+
+def _run(qtbot, widget):
+    widget.run_bar.run_button.click()
+    assert widget.running
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+
+
+def test_batch_reports_failure_and_resumes(batch, folder, tmp_path, qtbot, notifications):
+    out = tmp_path / "out"
+    batch.input_edit.set_path(folder)
+    batch.output_edit.set_path(out)
+    batch.prob_check.setChecked(True)
+    assert batch.outputs() == ("labels", "prob", "csv")
+    _run(qtbot, batch)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "img0_labels.tif", "img0_objects.csv", "img0_prob.tif",
+        "img2_labels.tif", "img2_objects.csv", "img2_prob.tif"]
+    assert batch.counts_label.text() == "done 2  ·  skipped 0  ·  failed 1"
+    assert batch.failed_list.count() == 1
+    item = batch.failed_list.item(0).text()
+    assert item.startswith("img1.tif: ") and "corrupt" in item
+    assert "2 segmented, 0 skipped, 1 failed" in batch.run_bar.status.text()
+    assert not [n for n in notifications if n.severity == NotificationSeverity.ERROR]
+
+    _run(qtbot, batch)
+    assert batch.counts_label.text() == "done 0  ·  skipped 2  ·  failed 1"
+    assert batch.failed_list.count() == 1
+
+
+def test_batch_bad_folder_is_reported(batch, tmp_path, qtbot, notifications):
+    batch.input_edit.set_path(tmp_path / "missing")
+    batch.output_edit.set_path(tmp_path / "out")
+    _run(qtbot, batch)
+    [error] = [n for n in notifications if n.severity == NotificationSeverity.ERROR]
+    assert "Input folder not found" in error.message
+    assert batch.run_bar.run_button.isEnabled()
+
+
+def test_batch_needs_folders(batch, notifications):
+    batch.run_bar.run_button.click()
+    assert not batch.running
+    assert [n.message for n in notifications] == ["Choose an input folder."]

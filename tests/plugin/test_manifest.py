@@ -1,0 +1,58 @@
+"""The npe2 manifest: valid, every python_name importable, widgets and menus contributed."""
+import importlib
+from pathlib import Path
+
+import npe2
+import pytest
+
+import napari_unet
+
+MANIFEST = Path(napari_unet.__file__).parent / "napari.yaml"
+
+
+def _manifest():
+    return npe2.PluginManifest.from_file(MANIFEST)
+
+
+def test_manifest_is_valid_and_installed():
+    m = _manifest()
+    assert m.name == "napari-unet"
+    pm = npe2.PluginManager.instance()
+    pm.discover(include_npe1=False)
+    installed = pm.get_manifest("napari-unet")   # found through the napari.manifest entry point
+    assert {c.id for c in installed.contributions.commands} == {c.id for c in m.contributions.commands}
+
+
+def test_every_python_name_imports():
+    for command in _manifest().contributions.commands:
+        module, _, attr = command.python_name.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), command.python_name
+
+
+def test_contributions():
+    c = _manifest().contributions
+    assert {w.display_name: w.command for w in c.widgets} == {
+        "Segment": "napari-unet.segment_widget", "Batch": "napari-unet.batch_widget"}
+    assert [m.command for m in c.menus["napari/layers/segment"]] == ["napari-unet.segment_widget"]
+    assert [s.key for s in c.sample_data] == ["nuclei"]
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("name, cls", [("Segment", "SegmentWidget"), ("Batch", "BatchWidget")])
+def test_widgets_load_through_the_manifest(make_napari_viewer, tiny_model, name, cls):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", name)
+    assert type(widget).__name__ == cls
+    assert widget.model_picker.model_path() == str(tiny_model)
+
+
+@pytest.mark.gui
+def test_sample_data_and_layers_menu(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet", "nuclei")
+    assert [layer.name for layer in viewer.layers] == ["synthetic nuclei", "synthetic nuclei (truth)"]
+    items = get_app_model().menus.get_menu("napari/layers/segment")
+    ids = [i.command.id for i in items if hasattr(i, "command")]
+    assert "napari-unet.segment_widget" in ids   # Layers > Segment > Segment (napari-unet)

@@ -1,0 +1,164 @@
+"""The Segment widget in a real viewer: threaded run, re-run, cancel, errors."""
+import numpy as np
+import pytest
+from napari.layers import Image, Labels
+from napari.utils.notifications import NotificationSeverity
+
+from unet_core.synthetic import synthetic_nuclei
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def segment(make_napari_viewer, tiny_model):
+    """(viewer, SegmentWidget docked through the manifest, with the tiny model chosen)."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    widget.model_picker.set_model(tiny_model)
+    return viewer, widget
+
+
+def _run(qtbot, widget, timeout=60_000):
+    assert widget.run_bar.run_button.isEnabled()
+    widget.run_bar.run_button.click()
+    assert widget.running
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def _errors(notifications):
+    return [n for n in notifications if n.severity == NotificationSeverity.ERROR]
+
+
+def test_image_picker_follows_layers(segment):
+    viewer, widget = segment
+    assert widget.image_combo.count() == 0
+    assert not widget.run_bar.run_button.isEnabled()
+    viewer.add_image(np.zeros((32, 32)), name="a")
+    viewer.add_labels(np.zeros((32, 32), np.uint8), name="not an image")
+    viewer.add_image(np.zeros((32, 32)), name="b")
+    assert [widget.image_combo.itemText(i) for i in range(widget.image_combo.count())] == ["a", "b"]
+    widget.image_combo.setCurrentText("a")
+    viewer.layers["b"].name = "c"
+    assert widget.image_combo.currentText() == "a"
+    assert widget.image_combo.findText("c") >= 0
+    viewer.layers.remove("a")
+    assert widget.image_combo.currentText() == "c"
+    assert widget.run_bar.run_button.isEnabled()
+
+
+def test_tiling_choices(segment):
+    _, widget = segment
+    combo = widget.tiling_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == \
+        ["exact (default)", "classic 128 -> 256", "custom"]
+    assert widget.predictor_key().preset == "exact"
+    assert widget.custom_row.isHidden()
+    combo.setCurrentIndex(combo.findData("custom"))
+    assert not widget.custom_row.isHidden()
+    widget.tile_spin.setValue(64)
+    widget.halo_spin.setValue(8)
+    key = widget.predictor_key()
+    assert (key.preset, key.tile, key.halo, key.batch_size) == (None, 64, 8, None)
+
+
+def test_segment_adds_then_replaces_labels(segment, qtbot, notifications):
+    viewer, widget = segment
+    image, _ = synthetic_nuclei((128, 128), seed=1)
+    viewer.add_image(image, name="nuclei", scale=(0.5, 0.25), translate=(10.0, -4.0))
+    widget.prob_check.setChecked(True)
+    _run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == \
+        ["nuclei", "nuclei labels", "nuclei probabilities"]
+    labels = viewer.layers["nuclei labels"]
+    assert isinstance(labels, Labels)
+    assert labels.data.shape == (128, 128) and labels.data.dtype == np.uint32
+    np.testing.assert_allclose(labels.scale, (0.5, 0.25))
+    np.testing.assert_allclose(labels.translate, (10.0, -4.0))
+    prob = viewer.layers["nuclei probabilities"]
+    assert isinstance(prob, Image) and prob.data.shape == (128, 128)
+    assert prob.data.dtype == np.float32 and 0 <= prob.data.min() <= prob.data.max() <= 1
+    assert "object" in widget.run_bar.status.text()
+
+    # re-run with other tiling: same layers, new data objects
+    first = labels.data
+    widget.tiling_combo.setCurrentIndex(widget.tiling_combo.findData("classic"))
+    _run(qtbot, widget)
+    assert len(viewer.layers) == 3
+    assert viewer.layers["nuclei labels"] is labels and labels.data is not first
+    assert labels.data.shape == (128, 128)
+    assert not _errors(notifications)
+
+
+def test_stack_and_rgb_layers(segment, qtbot, notifications):
+    viewer, widget = segment
+    stack = np.stack([synthetic_nuclei((64, 64), seed=k)[0] for k in range(2)])
+    viewer.add_image(stack, name="stack")
+    _run(qtbot, widget)
+    assert viewer.layers["stack labels"].data.shape == (2, 64, 64)
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    layer = viewer.add_image(rgb, name="rgb")
+    assert layer.rgb
+    widget.image_combo.setCurrentText("rgb")
+    _run(qtbot, widget)
+    assert viewer.layers["rgb labels"].data.shape == (64, 64)
+    assert not _errors(notifications)
+
+
+def test_cancel_adds_nothing(segment, qtbot):
+    viewer, widget = segment
+    viewer.add_image(synthetic_nuclei((512, 512), seed=1)[0], name="big")
+    widget.tiling_combo.setCurrentIndex(widget.tiling_combo.findData("custom"))
+    widget.tile_spin.setValue(16)
+    widget.halo_spin.setValue(16)
+    widget.batch_spin.setValue(1)      # 1024 forward passes: many yields
+
+    def _on_progress(value):
+        if value > 0 and widget.run_bar.cancel_button.isEnabled():
+            widget.run_bar.cancel_button.click()
+
+    widget.run_bar.bar.valueChanged.connect(_on_progress)
+    _run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    assert widget.run_bar.status.text() == "Cancelled"
+    assert widget.run_bar.run_button.isEnabled() and not widget.run_bar.cancel_button.isEnabled()
+
+
+def test_wrong_channel_count_is_reported(segment, qtbot, notifications):
+    viewer, widget = segment
+    viewer.add_image(np.zeros((64, 64, 2), np.float32), name="two channels", rgb=False)
+    _run(qtbot, widget)
+    [error] = _errors(notifications)
+    assert "expects 1 channel(s) but the image has 2" in error.message
+    assert type(error).__name__ == "Notification"     # a message, not a traceback
+    assert [layer.name for layer in viewer.layers] == ["two channels"]
+    assert widget.run_bar.status.text().startswith("Failed:")
+    assert widget.run_bar.run_button.isEnabled()
+
+
+def test_corrupt_model_is_reported(segment, qtbot, notifications, tiny_model, tmp_path):
+    viewer, widget = segment
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_bytes((tiny_model / "model.json").read_bytes())
+    (broken / "model.safetensors").write_bytes(b"garbage" * 10)
+    widget.model_picker.set_model(broken)
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="img")
+    _run(qtbot, widget)
+    [error] = _errors(notifications)
+    assert "do not match the hash" in error.message and str(broken) in error.message
+    assert len(viewer.layers) == 1
+    # back to the good model: the widget works again
+    widget.model_picker.set_model(tiny_model)
+    _run(qtbot, widget)
+    assert "img labels" in viewer.layers
+
+
+def test_predictor_is_loaded_once_per_settings(tiny_model):
+    from napari_unet._widgets._common import PredictorCache, PredictorKey
+
+    cache = PredictorCache()
+    exact = PredictorKey(str(tiny_model), "cpu", preset="exact")
+    first = cache.get(exact)
+    assert cache.get(PredictorKey(str(tiny_model), "cpu", preset="exact")) is first
+    classic = cache.get(PredictorKey(str(tiny_model), "cpu", preset="classic"))
+    assert classic is not first and classic.tile == 128 and classic.halo == 64
