@@ -1,66 +1,108 @@
 """Network outputs to instance labels, and instance labels to training targets.
 
-The instance models predict two maps: the foreground of nuclei and their inner
-boundary (a band of ``boundary_width`` px just inside each nucleus).  Where the
-foreground is high and the boundary low lie the cores of single nuclei; they seed
-a watershed over the foreground, which splits touching nuclei along the boundary.
+The instance models predict up to three maps:
+
+0. foreground: pixels inside nuclei;
+1. boundary: a band of ``boundary_width`` px just inside each nucleus, so touching
+   nuclei are split by a band of twice that;
+2. centre: each nucleus's distance to its own edge, divided by its largest value,
+   so 1 at its centre and falling towards 0 at its edge.
+
+Seeds (one per nucleus) come from the centre map where there is one, otherwise
+from the distance transform of the foreground minus the boundary; a watershed over
+the seed map grows them to fill the foreground.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
 
+OUTPUTS = ("foreground", "boundary", "centre")
+
+
+def _edges(labels: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another id (background included)."""
+    footprint = ndi.generate_binary_structure(2, 1)
+    grown_max = ndi.grey_dilation(labels, footprint=footprint)
+    grown_min = -ndi.grey_dilation(-labels.astype(np.int64), footprint=footprint)
+    return (grown_max != labels) | (grown_min != labels)
+
+
+def centre_map(labels: np.ndarray) -> np.ndarray:
+    """float32 (H, W): each object's distance to its edge over its largest distance."""
+    labels = np.asarray(labels)
+    inside = (labels > 0) & ~(_edges(labels) & (labels > 0))
+    dist = ndi.distance_transform_edt(inside).astype(np.float32)
+    dist[labels > 0] += 1.0
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if not len(ids):
+        return np.zeros(labels.shape, np.float32)
+    peak = np.zeros(int(ids.max()) + 1, np.float32)
+    peak[ids] = ndi.maximum(dist, labels, ids)
+    out = dist / np.maximum(peak[labels], 1.0)
+    out[labels == 0] = 0
+    return out.astype(np.float32)
+
 
 def labels_to_targets(labels: np.ndarray, boundary_width: int = 2) -> np.ndarray:
-    """Instance labels (H, W) -> float32 targets (2, H, W): foreground, inner boundary.
+    """Instance labels (H, W) -> float32 targets (3, H, W): foreground, boundary, centre.
 
     A pixel is boundary when any pixel within ``boundary_width`` px (city-block) has
-    another id, background included, so touching nuclei are separated by a band of
-    ``2 * boundary_width`` px.
+    another id, background included.  Models with fewer outputs train on the first
+    channels.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2D (H, W), got shape {labels.shape}")
     fg = labels > 0
-    footprint = ndi.generate_binary_structure(2, 1)
-    grown_max = ndi.grey_dilation(labels, footprint=footprint)
-    grown_min = -ndi.grey_dilation(-labels.astype(np.int64), footprint=footprint)
-    edge = (grown_max != labels) | (grown_min != labels)
+    edge = _edges(labels)
     if boundary_width > 1:
-        edge = ndi.binary_dilation(edge, footprint, iterations=boundary_width - 1)
-    return np.stack([fg, edge & fg]).astype(np.float32)
+        edge = ndi.binary_dilation(edge, ndi.generate_binary_structure(2, 1),
+                                   iterations=boundary_width - 1)
+    return np.stack([fg.astype(np.float32), (edge & fg).astype(np.float32), centre_map(labels)])
+
+
+def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    if min_size > 1 and labels.max():
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_size
+        small[0] = False
+        labels[small[labels]] = 0
+    return labels
 
 
 def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_threshold: float = 0.5,
-                    min_seed: int = 8, min_size: int = 16) -> np.ndarray:
-    """Probabilities (2, H, W) (foreground, boundary) -> uint32 instance labels (H, W).
+                    centre_threshold: float = 0.5, h: float = 1.0, min_seed: int = 4,
+                    min_size: int = 16) -> np.ndarray:
+    """Probabilities (C, H, W) -> uint32 instance labels (H, W), ids 1..N.
 
-    Seeds are connected regions of foreground > ``fg_threshold`` and boundary <
-    ``boundary_threshold`` of at least ``min_seed`` px; a watershed over the
-    foreground probability grows them within the foreground mask.  Objects under
-    ``min_size`` px are dropped and ids are renumbered 1..N.
+    With a centre map (C >= 3) the seeds are connected regions of centre >
+    ``centre_threshold`` within the foreground, and the watershed runs over the
+    centre map.  Otherwise the seeds are the ``h``-maxima of the smoothed distance
+    transform of foreground > ``fg_threshold`` and boundary < ``boundary_threshold``
+    (C = 2), or of the foreground alone (C = 1).  Centre seeds under ``min_seed`` px
+    and objects under ``min_size`` px are dropped.
     """
     from skimage.segmentation import relabel_sequential, watershed
 
     prob = np.asarray(prob, dtype=np.float32)
     if prob.ndim != 3 or prob.shape[0] < 1:
         raise ValueError(f"prob must be (C, H, W), got shape {prob.shape}")
-    fg = prob[0]
-    mask = fg > fg_threshold
+    mask = prob[0] > fg_threshold
     if not mask.any():
-        return np.zeros(fg.shape, np.uint32)
-    core = mask & (prob[1] < boundary_threshold) if prob.shape[0] > 1 else mask
-    seeds, n = ndi.label(core)
-    if n and min_seed > 1:
-        sizes = np.bincount(seeds.ravel())
-        small = sizes < min_seed
-        small[0] = False
-        seeds[small[seeds]] = 0
-    labels = watershed(-fg, seeds, mask=mask)
-    if min_size > 1 and labels.max():
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        labels[small[labels]] = 0
+        return np.zeros(mask.shape, np.uint32)
+    if prob.shape[0] >= 3:
+        surface = ndi.gaussian_filter(prob[2], 1.0)
+        seeds, _ = ndi.label(mask & (surface > centre_threshold))
+        seeds = _drop_small(seeds, min_seed)
+    else:
+        from skimage.morphology import h_maxima
+
+        core = mask & (prob[1] < boundary_threshold) if prob.shape[0] > 1 else mask
+        surface = ndi.gaussian_filter(ndi.distance_transform_edt(core).astype(np.float32), 1.0)
+        seeds, _ = ndi.label(h_maxima(surface, h) > 0)
+    labels = watershed(-surface, seeds, mask=mask)
+    labels = _drop_small(labels, min_size)
     labels, _, _ = relabel_sequential(labels)
     return labels.astype(np.uint32)

@@ -23,7 +23,8 @@ class UNetConfig:
     in_channels : int
         Channels of the input image (1 for grey, 3 for RGB).
     out_channels : int
-        Channels of the output (logits, one per output map).
+        Channels of the output (logits, one per output map; the instance models
+        predict foreground, boundary and centre, see :mod:`unet_core.instances`).
     depth : int
         Number of 2x2 poolings; inputs must be multiples of ``2**depth``.
     base_filters : int
@@ -35,7 +36,7 @@ class UNetConfig:
     """
 
     in_channels: int = 1
-    out_channels: int = 2
+    out_channels: int = 3
     depth: int = 4
     base_filters: int = 32
     batch_norm: bool = False

@@ -27,8 +27,8 @@ CARD_NAME = "model.json"
 CARD_VERSION = 1
 DEFAULT_MODEL = "nuclei"
 
-# Output maps of the instance models: foreground and the inner boundary of nuclei.
-DEFAULT_OUTPUTS = ("foreground", "boundary")
+# Output maps of the instance models (see unet_core.instances).
+DEFAULT_OUTPUTS = ("foreground", "boundary", "centre")
 
 
 @dataclass
@@ -86,7 +86,7 @@ def make_card(
         "architecture": "unet",
         "config": config.to_dict(),
         "normalization": normalization or {"low": 1.0, "high": 99.8, "per_channel": True},
-        "outputs": list(outputs),
+        "outputs": list(outputs)[: config.out_channels],
         "instances": instances or {},
         "parent": parent,
         "training": training or {},

@@ -1,7 +1,7 @@
 import numpy as np
 from skimage.draw import disk
 
-from unet_core.instances import labels_to_targets, probs_to_labels
+from unet_core.instances import centre_map, labels_to_targets, probs_to_labels
 from unet_core.metrics import evaluate
 
 
@@ -16,13 +16,24 @@ def _touching_disks():
 def test_round_trip_splits_touching_nuclei():
     truth = _touching_disks()
     targets = labels_to_targets(truth)
-    assert targets.shape == (2, 120, 160) and targets.dtype == np.float32
-    assert (targets[1] <= targets[0]).all()
+    assert targets.shape == (3, 120, 160) and targets.dtype == np.float32
+    assert (targets[1] <= targets[0]).all() and (targets[2] <= targets[0]).all()
     # the band between the two touching disks is boundary
     assert targets[1][40, 57] == 1
-    labels = probs_to_labels(targets)
-    r = evaluate(labels, truth)
-    assert labels.dtype == np.uint32 and r["n_pred"] == 4 and r["ap50"] == 1.0 and r["dice"] > 0.97
+    for channels in (3, 2):  # centre-map seeds, and distance-transform seeds without one
+        labels = probs_to_labels(targets[:channels])
+        r = evaluate(labels, truth)
+        assert labels.dtype == np.uint32 and r["n_pred"] == 4 and r["ap50"] == 1.0 and r["dice"] > 0.97
+
+
+def test_centre_map_peaks_once_per_object():
+    truth = _touching_disks()
+    c = centre_map(truth)
+    assert c.max() == 1.0 and (c[truth == 0] == 0).all()
+    for i in range(1, 5):
+        assert c[truth == i].max() == 1.0 and c[truth == i].min() > 0
+    y, x = np.unravel_index(np.argmax(np.where(truth == 1, c, 0)), c.shape)
+    assert abs(y - 40) <= 1 and abs(x - 40) <= 1
 
 
 def test_empty_and_small_objects_dropped():

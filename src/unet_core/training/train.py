@@ -92,9 +92,9 @@ def _check_args(net, steps, batch_size, crop, schedule, train):
         raise InputError(f"crop must be >= 1 px, got {crop}.")
     if schedule not in SCHEDULES:
         raise InputError(f"Unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}.")
-    if net.config.out_channels > 2:
-        raise InputError(f"Training builds 2 target maps (foreground, boundary); the network has "
-                         f"{net.config.out_channels} outputs.")
+    if net.config.out_channels > 3:
+        raise InputError(f"Training builds 3 target maps (foreground, boundary, centre); the "
+                         f"network has {net.config.out_channels} outputs.")
 
 
 def train_iter(net, train_examples, val_examples=(), *, steps: int = 1000,
