@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unet_core.synthetic import synthetic_nuclei
-
-_SEED = 2025   # a crowded field of ~270 mid-sized nuclei
+from unet_core.synthetic import SAMPLE_SEED, synthetic_nuclei
 
 
 def sample_nuclei() -> list:
@@ -19,7 +17,7 @@ def sample_nuclei() -> list:
     list of (data, kwargs, layer_type)
         ``image`` (512, 512) uint16 and ``labels`` (512, 512) uint32 (hidden).
     """
-    image, labels = synthetic_nuclei((512, 512), seed=_SEED, dtype="uint16")
+    image, labels = synthetic_nuclei((512, 512), seed=SAMPLE_SEED, dtype="uint16")
     return [
         (np.asarray(image), {"name": "synthetic nuclei"}, "image"),
         (np.asarray(labels), {"name": "synthetic nuclei (truth)", "visible": False}, "labels"),

@@ -43,6 +43,9 @@ _LOG = {"density", "noise", "background", "blur"}
 _MAX_NUCLEI = 3000
 
 
+SAMPLE_SEED = 2025
+"""Seed of the sample image (napari sample data and ``napari-unet sample``)."""
+
 def _param(rng, p, key):
     """One value of ``p[key]``; always consumes one draw so the stream stays aligned."""
     u, v = rng.random(), p[key]

@@ -31,7 +31,7 @@ def images(tmp_path):
 
 
 def test_help_everywhere():
-    for args in ([], ["predict"], ["evaluate"], ["models"]):
+    for args in ([], ["predict"], ["evaluate"], ["models"], ["sample"], ["train"], ["finetune"]):
         out = subprocess.run([sys.executable, "-m", "unet_core.cli", *args, "--help"],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "usage: napari-unet" in out.stdout
@@ -73,3 +73,14 @@ def test_evaluate(tmp_path, capsys):
 def test_models_lists(capsys):
     assert main(["models"]) == 0
     assert "user models go in" in capsys.readouterr().out
+
+
+def test_sample_then_predict_then_evaluate(tmp_path, saved_model, capsys):
+    assert main(["sample", "-o", str(tmp_path / "s"), "--size", "96", "--count", "2"]) == 0
+    imgs = sorted((tmp_path / "s").glob("*.tif"))
+    assert [p.name for p in imgs] == ["nuclei_01.tif", "nuclei_02.tif"]
+    assert tifffile.imread(imgs[0]).dtype == np.uint16
+    assert main(["predict", *map(str, imgs), "-o", str(tmp_path / "o"), "--model", str(saved_model),
+                 "--device", "cpu"]) == 0
+    assert main(["evaluate", "--labels", str(tmp_path / "o"), "--truth", str(tmp_path / "s" / "truth")]) == 0
+    assert "nuclei_02" in capsys.readouterr().out
