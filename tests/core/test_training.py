@@ -308,3 +308,19 @@ def test_sigkill_mid_finetune_loses_nothing_and_resumes(base_model, tmp_path):
     assert rc == 0
     card = load_model(out).card
     assert card["training"]["steps"] == step + 2 and card["training"]["resumed_from"] == step
+
+
+def test_finetune_never_ends_below_its_base(tmp_path):
+    """A destructive learning rate cannot make the new model worse than the base on the
+    held-back examples: the best weights seen (the base's included) are kept."""
+    examples = [make_example(i) for i in range(4)]
+    net = tiny_net(2)
+    steps_of(train_iter(net, examples[:3], steps=80, lr=3e-3, batch_size=2, crop=64, seed=0))
+    base = save_model(net, tmp_path / "good", make_card(TINY, "good"))
+    result = finetune(base, examples[:3], tmp_path / "ft", steps=4, lr=5.0, val_examples=examples[3:],
+                      val_every=2, batch_size=2, crop=64, seed=0)
+    assert result["before"]["ap50"] > 0
+    assert (result["after"]["ap50"], result["after"]["dice"]) >= (result["before"]["ap50"],
+                                                                   result["before"]["dice"])
+    card = load_model(result["model_dir"]).card
+    assert card["metrics"]["after"] == result["after"] and "kept_step" in card["training"]

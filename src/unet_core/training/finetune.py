@@ -94,6 +94,12 @@ def split_examples(examples, val_fraction: float, seed: int):
     return train, val, True
 
 
+def _score(metrics: dict | None) -> tuple:
+    """Held-back score to maximise: AP50 first, Dice to break ties."""
+    metrics = metrics or {}
+    return (round(float(metrics.get("ap50", 0.0)), 6), round(float(metrics.get("dice", 0.0)), 6))
+
+
 def _summary(examples) -> list[dict]:
     return [{"id": e.id, "source": e.record.get("source"), "n_objects": e.record.get("n_objects")}
             for e in examples]
@@ -165,14 +171,38 @@ def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
     card = make_card(net.config, name or out.name, normalization=model.normalization,
                      instances=model.card.get("instances"), parent=model.name,
                      description=description or f"{model.name} fine-tuned on {len(train)} examples")
-    result = yield from train_iter(
+    gen = train_iter(
         net, train, val, steps=steps, max_seconds=max_seconds, lr=lr, batch_size=batch_size,
         crop=crop, seed=seed, checkpoint_dir=out / CHECKPOINTS, checkpoint_every=checkpoint_every,
         val_every=val_every, resume=resume, augment=augment, normalization=model.normalization,
         card=card, device=device)
+    # Keep the best weights seen on the held-back examples, the base model's included,
+    # so a fine-tune never scores below its base there.
+    best = {"score": _score(before), "step": 0, "state": None} if val else None
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if best is not None and p.stage == "train" and (p.info or {}).get("val"):
+            if _score(p.info["val"]) > best["score"]:
+                best.update(score=_score(p.info["val"]), step=p.done,
+                            state={k: v.detach().clone() for k, v in net.state_dict().items()})
+        yield p
     after = result["val"]
     if after is None and val:
         after = yield from evaluate_iter(Model(net=net, card=card), val, device)
+    kept = result["step"]
+    if best is not None and after is not None and _score(after) < best["score"]:
+        if best["state"] is None:
+            net.load_state_dict(model.net.state_dict())
+            after, kept = before, 0
+        else:
+            net.load_state_dict(best["state"])
+            kept = best["step"]
+            after = yield from evaluate_iter(Model(net=net, card=card), val, device)
+        log.info("kept the weights of step %d (best on the held-back examples)", kept)
     train_info = {k: v for k, v in result.items() if k != "history"}
     card["training"] = {
         "mode": "finetune", "date": _now(), "parent": model.name,
@@ -180,7 +210,7 @@ def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
         "parent_path": str(Path(model.path).resolve()) if model.path else None,
         "examples": _summary(train), "val_examples": _summary(val), "held_back": held,
         "steps": result["step"], "resumed_from": result["start_step"] if resume else None,
-        "stopped_by": result["stopped_by"], "lr": lr, "seed": seed,
+        "stopped_by": result["stopped_by"], "kept_step": kept, "lr": lr, "seed": seed,
         "batch_size": batch_size, "crop": crop, "seconds": round(result["seconds"], 1),
         "final_loss": result["loss"],
     }
