@@ -78,6 +78,11 @@ class TileGrid:
         (y0, x0), h = origin, self.halo
         rows = reflect_index(np.arange(y0 - h, y0 + self.core[0] + h), self.shape[0])
         cols = reflect_index(np.arange(x0 - h, x0 + self.core[1] + h), self.shape[1])
+        if not isinstance(image, np.ndarray):
+            # dask / zarr / memory-mapped: read only the window the tile needs
+            r0, c0 = rows.min(), cols.min()
+            image = np.asarray(image[r0:rows.max() + 1, c0:cols.max() + 1])
+            rows, cols = rows - r0, cols - c0
         return image[rows[:, None], cols[None, :]]
 
     def core_slices(self, origin: tuple[int, int]) -> tuple[tuple[slice, slice], tuple[slice, slice]]:

@@ -122,3 +122,10 @@ def test_default_tiling_is_exact_and_sized(small_net):
     p = Predictor(small_net, device="cpu")
     assert p.halo == small_net.config.halo == 24
     assert p.tile >= 512 and p.tile % small_net.config.alignment == 0
+
+
+def test_lazy_dask_input_equals_numpy(pred):
+    da = pytest.importorskip("dask.array")
+    img = np.random.default_rng(0).random((150, 170)).astype(np.float32)
+    lazy = da.from_array(img, chunks=(64, 64))
+    np.testing.assert_array_equal(pred.predict(lazy), pred.predict(img))
