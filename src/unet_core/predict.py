@@ -18,7 +18,8 @@ from .tiling import CLASSIC, plan_grid
 
 log = logging.getLogger(__name__)
 
-PRESETS = {"exact": {"tile": None, "halo": None}, "classic": CLASSIC}
+DEFAULT_BORDER = "reflect"
+PRESETS = {"exact": {"tile": None, "halo": None, "border": None}, "classic": CLASSIC}
 
 # Peak bytes per input pixel of a float32 forward pass, per base filter (measured on
 # the CPU with a depth-4 U-Net in inference mode: about 900 B/px at 32 filters).
@@ -80,16 +81,25 @@ class Predictor:
     batch_size : int, optional
         Tiles per forward pass. Default: as many as fit the memory budget (max 8).
     preset : str, optional
-        "exact" (the default) or "classic" (128 px cores in 256 px tiles).
+        "exact" (the default) or "classic" (128 px cores in 256 px reflect-padded tiles).
+    border : str, optional
+        Beyond the image edges the network sees "reflect" (``halo`` px of mirrored
+        image) or "none" (nothing: the network's own zero padding, as at the edges of
+        its training crops; cheaper, since no pixels are added). Either way the
+        tiled result equals one whole-image pass with the same border.
     """
 
     def __init__(self, model="nuclei", device="auto", tile=None, halo=None, batch_size=None,
-                 preset=None):
+                 preset=None, border=None):
         if preset is not None:
             if preset not in PRESETS:
                 raise InputError(f"Unknown tiling preset {preset!r}; use one of {sorted(PRESETS)}.")
             tile = PRESETS[preset]["tile"] if tile is None else tile
             halo = PRESETS[preset]["halo"] if halo is None else halo
+            border = PRESETS[preset]["border"] if border is None else border
+        self.border = DEFAULT_BORDER if border is None else str(border)
+        if self.border not in ("none", "reflect"):
+            raise InputError(f"Unknown border {border!r}; use 'reflect' or 'none'.")
         if isinstance(model, torch.nn.Module):
             model = Model(net=model)
         elif not isinstance(model, Model):
@@ -123,7 +133,8 @@ class Predictor:
 
     def grid(self, shape):
         """The :class:`~unet_core.tiling.TileGrid` used for an (H, W) plane."""
-        return plan_grid(tuple(shape), self.tile, self.halo, self.model.config.alignment)
+        return plan_grid(tuple(shape), self.tile, self.halo, self.model.config.alignment,
+                         self.border)
 
     def batch_size_for(self, grid) -> int:
         if self._batch_size:

@@ -20,8 +20,9 @@ def test_reflect_index_matches_numpy_pad():
 
 @pytest.mark.parametrize("shape", [(1000, 1337), (37, 2000), (1, 1), (64, 64), (257, 31)])
 @pytest.mark.parametrize("core", [16, 64, 512])
-def test_grid_covers_image_once(shape, core):
-    grid = plan_grid(shape, core, 96, 16)
+@pytest.mark.parametrize("border", ["reflect", "none"])
+def test_grid_covers_image_once(shape, core, border):
+    grid = plan_grid(shape, core, 96, 16, border)
     seen = np.zeros(shape, int)
     for o in grid.origins():
         dst, src = grid.core_slices(o)
@@ -29,7 +30,18 @@ def test_grid_covers_image_once(shape, core):
         assert src[0].stop - src[0].start == dst[0].stop - dst[0].start
     assert (seen == 1).all()
     assert all(c % 16 == 0 for c in grid.core) and grid.halo % 16 == 0
-    assert max(grid.core) <= max(core, 16)
+    assert all(t % 16 == 0 for t in grid.tile_shape)
+    for o in grid.origins():
+        wy, wx = grid.window(o)
+        assert wy % 16 == 0 and wx % 16 == 0
+        dst, src = grid.core_slices(o)
+        if border == "none":  # windows stay inside the aligned image
+            assert 0 <= wy and wy + grid.tile_shape[0] <= grid.padded[0]
+        # every core pixel has its halo inside the window, or the image edge
+        assert src[0].start >= grid.halo or wy <= 0
+        assert src[1].start >= grid.halo or wx <= 0
+    if border == "reflect":
+        assert max(grid.core) <= max(core, 16)
 
 
 def test_grid_balances_cores():
@@ -69,14 +81,24 @@ def depth4():
 
 
 @pytest.mark.parametrize("shape", [(333, 517), (150, 97)])
-def test_real_unet_tiled_equals_whole_image(depth4, shape):
+@pytest.mark.parametrize("border", ["reflect", "none"])
+def test_real_unet_tiled_equals_whole_image(depth4, shape, border):
     rng = np.random.default_rng(1)
     img = rng.gamma(2.0, 300.0, shape).astype(np.float32)
-    whole = Predictor(depth4, device="cpu", tile=4096).predict(img)
-    assert len(Predictor(depth4, device="cpu", tile=4096).grid(shape)) == 1
+    whole = Predictor(depth4, device="cpu", tile=4096, border=border).predict(img)
+    assert len(Predictor(depth4, device="cpu", tile=4096, border=border).grid(shape)) == 1
+    if border == "none":  # the whole-image pass is the plain network on the image itself
+        x = torch.from_numpy(normalize(img[..., None])[..., 0])
+        x = torch.nn.functional.pad(x[None, None], (0, 528 - shape[1], 0, 336 - shape[0]), mode="reflect") \
+            if shape == (333, 517) else None
+        if x is not None:
+            with torch.inference_mode():
+                plain = torch.sigmoid(depth4(x))[0, :, :333, :517].numpy()
+            assert np.abs(plain - whole).max() <= 1e-4
     for tile in (32, 64, 112, 160):
-        p = Predictor(depth4, device="cpu", tile=tile)
-        assert len(p.grid(shape)) > 1 or tile >= max(shape)
+        p = Predictor(depth4, device="cpu", tile=tile, border=border)
+        g = p.grid(shape)
+        assert len(g) > 1 or tile >= max(shape) or max(g.padded) <= tile + 2 * g.halo
         diff = np.abs(p.predict(img) - whole).max()
         assert diff <= 1e-4, (tile, diff)
 
