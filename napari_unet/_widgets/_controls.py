@@ -84,6 +84,31 @@ class ModelPicker(QComboBox):
             self.setCurrentIndex(max(self._last, 0))
 
 
+def fill_layer_combo(combo: QComboBox, viewer, kind, prefer: str | None = None) -> None:
+    """List the names of the ``kind`` layers of ``viewer`` in ``combo``, keeping its choice.
+
+    ``prefer`` is chosen when it is new in the list (e.g. the "<image> labels" a
+    segmentation just made) or when the previous choice is gone; otherwise the active
+    layer, otherwise the last one.
+    """
+    current = combo.currentText()
+    before = {combo.itemText(i) for i in range(combo.count())}
+    names = [layer.name for layer in viewer.layers if isinstance(layer, kind)]
+    active = viewer.layers.selection.active
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if prefer in names and (current not in names or prefer not in before):
+        combo.setCurrentText(prefer)
+    elif current in names:
+        combo.setCurrentText(current)
+    elif isinstance(active, kind):
+        combo.setCurrentText(active.name)
+    elif names:
+        combo.setCurrentIndex(len(names) - 1)
+    combo.blockSignals(False)
+
+
 def device_combo(parent=None) -> QComboBox:
     """A combo of the devices PyTorch can use here ("auto" first)."""
     combo = QComboBox(parent)
@@ -93,21 +118,21 @@ def device_combo(parent=None) -> QComboBox:
 
 
 class FolderEdit(QWidget):
-    """A folder path field with a browse button."""
+    """A folder path field with a browse button (``button_text``, "..." by default)."""
 
-    def __init__(self, caption: str, parent=None):
+    def __init__(self, caption: str, parent=None, button_text: str = "..."):
         super().__init__(parent)
         self.caption = caption
         self.line = QLineEdit(self)
         self.line.setPlaceholderText("folder")
-        button = QToolButton(self)
-        button.setText("...")
-        button.setToolTip(caption)
-        button.clicked.connect(self._on_browse)
+        self.button = QToolButton(self)
+        self.button.setText(button_text)
+        self.button.setToolTip(caption)
+        self.button.clicked.connect(self._on_browse)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.line)
-        layout.addWidget(button)
+        layout.addWidget(self.button)
         self.line.textChanged.connect(self.line.setToolTip)
 
     def path(self) -> str:

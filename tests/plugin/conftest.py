@@ -1,4 +1,5 @@
-"""Fixtures of the GUI tests: a tiny user model and a record of napari notifications."""
+"""Fixtures of the GUI tests: a tiny user model, a private training set folder and a record
+of napari notifications."""
 import pytest
 import torch
 
@@ -13,6 +14,24 @@ def tiny_model(tmp_path, monkeypatch):
     path = save_model(UNet(UNetConfig(depth=2, base_filters=4)).eval(), root / "tiny")
     monkeypatch.setenv("NAPARI_UNET_MODELS", str(root))
     return path
+
+
+@pytest.fixture(autouse=True)
+def training_dir(tmp_path, monkeypatch):
+    """The default training set of the widgets ($NAPARI_UNET_TRAINING_SET -> tmp), so no
+    test reads or writes the real per-user one."""
+    path = tmp_path / "training-set"
+    monkeypatch.setenv("NAPARI_UNET_TRAINING_SET", str(path))
+    return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tests that train share two cores with other work: keep torch to one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

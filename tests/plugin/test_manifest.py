@@ -32,18 +32,28 @@ def test_every_python_name_imports():
 def test_contributions():
     c = _manifest().contributions
     assert {w.display_name: w.command for w in c.widgets} == {
-        "Segment": "napari-unet.segment_widget", "Batch": "napari-unet.batch_widget"}
+        "Segment": "napari-unet.segment_widget", "Curate": "napari-unet.curate_widget",
+        "Fine-tune": "napari-unet.finetune_widget", "Batch": "napari-unet.batch_widget"}
     assert [m.command for m in c.menus["napari/layers/segment"]] == ["napari-unet.segment_widget"]
     assert [s.key for s in c.sample_data] == ["nuclei"]
 
 
 @pytest.mark.gui
-@pytest.mark.parametrize("name, cls", [("Segment", "SegmentWidget"), ("Batch", "BatchWidget")])
+@pytest.mark.parametrize("name, cls", [("Segment", "SegmentWidget"), ("Batch", "BatchWidget"),
+                                       ("Fine-tune", "FinetuneWidget")])
 def test_widgets_load_through_the_manifest(make_napari_viewer, tiny_model, name, cls):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", name)
     assert type(widget).__name__ == cls
     assert widget.model_picker.model_path() == str(tiny_model)
+
+
+@pytest.mark.gui
+def test_curate_loads_through_the_manifest(make_napari_viewer, training_dir):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Curate")
+    assert type(widget).__name__ == "CurateWidget"
+    assert widget.folder_edit.path() == str(training_dir)
 
 
 @pytest.mark.gui

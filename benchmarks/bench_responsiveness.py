@@ -1,0 +1,157 @@
+"""How long the napari event loop is blocked while the plugin's widgets work.
+
+A real napari viewer with the plugin's dock widgets; a ``QTimer`` firing every 10 ms
+records the time between its ticks.  The largest gap is the longest the GUI was
+frozen (nothing repainted, no click answered).  Measured in three phases:
+
+- ``idle``:      the viewer showing a 2048 x 2048 image, nothing running (baseline)
+- ``segment``:   the Segment widget segments that image on the CPU with a depth-4,
+  16-filter U-Net (random weights: the work is the same as a trained one's); its end
+  adds a 2048 x 2048 Labels layer to the viewer
+- ``segment-2``: the same again (the Labels layer exists: its data is replaced)
+- ``finetune``:  the Fine-tune widget trains that U-Net (30 steps, 256 px crops,
+  batch 2) on three 384 px synthetic examples, validating every 3 steps; the first
+  run in a session also pays PyTorch's lazy imports (torch._dynamo, ~800 modules,
+  imported by the first ``torch.optim.Adam``) in the worker thread
+- ``finetune-2``: the same again (steady state)
+
+Run under a display::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_responsiveness.py
+
+Target: max gap < 200 ms.  The numbers are noisy on a loaded machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TICK_MS = 10
+
+
+class GapMeter:
+    """Records the gaps between the ticks of a 10 ms timer (ms)."""
+
+    def __init__(self):
+        from qtpy.QtCore import QTimer, Qt
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._on_tick)
+        self.gaps: list[float] = []
+        self._last = None
+
+    def _on_tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.append(1000.0 * (now - self._last))
+        self._last = now
+
+    def start(self) -> None:
+        self.gaps, self._last = [], None
+        self.timer.start()
+
+    def stop(self) -> dict:
+        self.timer.stop()
+        gaps = np.asarray(self.gaps or [0.0])
+        return {"ticks": len(self.gaps), "max_ms": round(float(gaps.max()), 1),
+                "p99_ms": round(float(np.percentile(gaps, 99)), 1),
+                "median_ms": round(float(np.median(gaps)), 1)}
+
+
+def run_event_loop(until, timeout_s: float) -> float:
+    """Run the Qt event loop until ``until()`` is true (polled every 50 ms); returns seconds."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop, t0 = QEventLoop(), time.perf_counter()
+    poll = QTimer()
+    poll.setInterval(50)
+    poll.timeout.connect(lambda: (until() or time.perf_counter() - t0 > timeout_s) and loop.quit())
+    poll.start()
+    loop.exec_()
+    poll.stop()
+    return time.perf_counter() - t0
+
+
+def measure(meter: GapMeter, start, until, timeout_s: float) -> dict:
+    meter.start()
+    start()
+    seconds = run_event_loop(until, timeout_s)
+    return {**meter.stop(), "seconds": round(seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="napari-unet-bench-"))
+    os.environ["NAPARI_UNET_MODELS"] = str(tmp / "models")
+    os.environ["NAPARI_UNET_TRAINING_SET"] = str(tmp / "set")
+
+    import napari
+    import napari._qt.qt_main_window as qt_main_window
+    import torch
+
+    from unet_core import UNet, UNetConfig, save_model
+    from unet_core.synthetic import synthetic_nuclei
+    from unet_core.training.dataset import TrainingSet
+
+    qt_main_window.SHOW_QT_WARNING = False
+    torch.manual_seed(0)
+    model = save_model(UNet(UNetConfig(depth=4, base_filters=16)).eval(), tmp / "models" / "bench16")
+    ts = TrainingSet(tmp / "set")
+    for k in range(3):
+        ts.add(*synthetic_nuclei((384, 384), seed=k), source=f"train{k}")
+    image = synthetic_nuclei((args.size, args.size), seed=7)[0]
+
+    viewer = napari.Viewer()
+    viewer.window.resize(1500, 900)
+    viewer.add_image(image, name="big")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    _, finetune = viewer.window.add_plugin_dock_widget("napari-unet", "Fine-tune", tabify=True)
+    segment.model_picker.set_model(model)
+    segment.device_combo.setCurrentText("cpu")
+    finetune.model_picker.set_model(model)
+    finetune.device_combo.setCurrentText("cpu")
+    finetune.steps_spin.setValue(args.steps)
+    finetune.crop_spin.setValue(args.crop)
+    finetune.batch_spin.setValue(args.batch)
+    run_event_loop(lambda: False, 2.0)      # let the window settle
+
+    meter, results = GapMeter(), {}
+    results["idle"] = measure(meter, lambda: None, lambda: False, 5.0)
+    for phase, widget in (("segment", segment), ("segment-2", segment),
+                          ("finetune", finetune), ("finetune-2", finetune)):
+        results[phase] = measure(meter, widget.run_bar.run_button.click,
+                                 lambda w=widget: not w.running, 1800)
+        results[phase]["status"] = widget.run_bar.status.text()
+    viewer.close()
+
+    print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'phase':<12}{'seconds':>9}{'ticks':>8}{'max gap ms':>12}{'p99 ms':>9}"
+          f"{'median ms':>11}")
+    for phase, r in results.items():
+        print(f"{phase:<12}{r['seconds']:>9}{r['ticks']:>8}{r['max_ms']:>12}{r['p99_ms']:>9}"
+              f"{r['median_ms']:>11}")
+    for phase, r in results.items():
+        if "status" in r:
+            print(f"{phase}: {r['status']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

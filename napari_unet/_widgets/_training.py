@@ -1,0 +1,159 @@
+"""Non-Qt helpers of the Curate and Fine-tune widgets.
+
+Where the training set lives, which plane of a layer is on screen, the reviewed
+region of a Shapes layer as a mask, and the fine-tune job that runs in a napari
+thread worker.  Nothing here imports Qt.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from unet_core import Progress, load_model
+from unet_core.modelio import CARD_NAME, user_model_dir
+
+#: Scores of the before / after table: (card key, what the user reads).
+SCORES = (("dice", "Dice"), ("ap50", "AP50"), ("map", "mAP 0.5:0.95"))
+
+
+def default_training_dir() -> Path:
+    """The per-user training set (``$NAPARI_UNET_TRAINING_SET`` overrides it)."""
+    env = os.environ.get("NAPARI_UNET_TRAINING_SET")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-unet")) / "training-set"
+
+
+def new_model_dir(base, root=None) -> Path:
+    """A fresh folder ``<root>/<base>-ft-<timestamp>`` for a model fine-tuned from ``base``.
+
+    A ``-ft-<timestamp>`` ending of the base's name is dropped first, so a model tuned
+    twice is ``nuclei-ft-<new stamp>``, not ``nuclei-ft-<old>-ft-<new>`` (the card's
+    ``parent`` keeps the lineage).
+    """
+    root = Path(root) if root is not None else user_model_dir()
+    name = re.sub(r"-ft-\d{8}-\d{6}(-\d+)?$", "", Path(base).name) or "model"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, k = root / f"{name}-ft-{stamp}", 1
+    while out.exists():
+        k += 1
+        out = root / f"{name}-ft-{stamp}-{k}"
+    return out
+
+
+def current_plane(layer, world_point) -> tuple[int, ...]:
+    """Index of the displayed plane of ``layer`` on its leading (non-YX) axes.
+
+    Parameters
+    ----------
+    layer : napari layer
+        Its last two data axes are (Y, X) (RGB / multichannel layers: ``layer.ndim``
+        does not count the channel axis).
+    world_point : sequence of float
+        ``viewer.dims.point``.
+    """
+    lead = layer.ndim - 2
+    if lead <= 0:
+        return ()
+    data = np.asarray(layer.world_to_data(world_point))[:lead]
+    shape = np.asarray(layer.data.shape[:lead])
+    return tuple(int(i) for i in np.clip(np.round(data), 0, shape - 1))
+
+
+def plane_content_key(image: np.ndarray) -> str:
+    """A short hash of an image plane: tells two in-memory layers of the same name apart."""
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
+
+
+def rectangles_mask(shapes, image, plane: tuple[int, ...], shape: tuple[int, int]) -> np.ndarray:
+    """Rasterize the shapes of a Shapes layer into a reviewed-region mask of ``image``.
+
+    Rectangles and polygons are filled, ellipses drawn in their bounding box; lines and
+    paths enclose nothing and are skipped.  For stacks only shapes drawn on ``plane``
+    count (shapes of a 2D Shapes layer count on every plane).
+
+    Parameters
+    ----------
+    shapes : napari.layers.Shapes
+    image : napari layer
+        The layer whose pixel grid the mask is in (its scale / translate are used).
+    plane : tuple of int
+        Index of the plane on the image's leading axes (see :func:`current_plane`).
+    shape : (H, W)
+
+    Returns
+    -------
+    ndarray, bool (H, W)
+    """
+    from skimage.draw import ellipse, polygon
+
+    mask = np.zeros(shape, bool)
+    for verts, kind in zip(shapes.data, shapes.shape_type):
+        if kind not in ("rectangle", "polygon", "ellipse"):
+            continue
+        world = [shapes.data_to_world(v) for v in np.asarray(verts, float)]
+        pix = np.array([image.world_to_data(w) for w in world])
+        if plane and pix.shape[1] > 2 and shapes.ndim > 2:
+            if np.any(np.round(pix[:, :len(plane)].mean(axis=0)) != plane):
+                continue
+        yx = pix[:, -2:]
+        if kind == "ellipse":
+            (y0, x0), (y1, x1) = yx.min(axis=0), yx.max(axis=0)
+            rr, cc = ellipse((y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) / 2, (x1 - x0) / 2, shape)
+        else:
+            # napari puts pixel centres at integer coordinates: pixels whose centre is
+            # inside (or on) the outline count as reviewed
+            rr, cc = polygon(yx[:, 0], yx[:, 1], shape)
+        mask[rr, cc] = True
+    return mask
+
+
+def example_text(record: dict) -> str:
+    """One line per training example for the list: source, plane, objects, date."""
+    source = Path(str(record.get("source") or record.get("id", "?"))).name
+    region = record.get("region") or {}
+    plane = region.get("plane") if isinstance(region, dict) else None
+    where = f" [plane {', '.join(map(str, plane))}]" if plane else ""
+    n = record.get("n_objects", 0)
+    date = str(record.get("date", ""))[:16].replace("T", " ")
+    return f"{source}{where} · {n} object{'s' if n != 1 else ''} · {date}"
+
+
+@functools.lru_cache(maxsize=None)
+def warm_up_optimizer() -> None:
+    """Build a throwaway Adam optimizer, once per process.
+
+    The first optimizer PyTorch builds imports ~800 modules (``torch._dynamo``), about
+    0.7 s of mostly GIL-holding work.  Done by the training thread, it froze the GUI for
+    ~250 ms at the start of the first fine-tune; done here (when the widget is created)
+    it only delays the dock's first appearance.
+    """
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
+def finetune_job(base: str, folder, out_dir, **params):
+    """Generator job: load ``base``, then :func:`~unet_core.training.finetune.finetune_iter`.
+
+    Yields Progress ("load", then the engine's "validate-base", "train", "validate");
+    returns the engine's result dict.  ``params`` go to ``finetune_iter``.
+    """
+    from unet_core.training.finetune import finetune_iter
+
+    yield Progress(0, 1, "load")
+    model = load_model(base)
+    return (yield from finetune_iter(model, folder, out_dir, **params))
+
+
+def finished_model(out_dir) -> bool:
+    """Whether ``out_dir`` holds a complete model (its card is written last)."""
+    return out_dir is not None and (Path(out_dir) / CARD_NAME).exists()

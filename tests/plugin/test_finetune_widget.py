@@ -1,0 +1,146 @@
+"""The Fine-tune widget in a real viewer: train, compare, switch Segment, cancel, errors."""
+import threading
+
+import numpy as np
+import pytest
+from napari.utils.notifications import NotificationSeverity
+
+from unet_core import load_model
+from unet_core.synthetic import synthetic_nuclei
+from unet_core.training.dataset import TrainingSet
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def tiny_set(tmp_path):
+    """A training set of three 96 px synthetic examples (one is held back)."""
+    ts = TrainingSet(tmp_path / "set")
+    for k in range(3):
+        image, labels = synthetic_nuclei((96, 96), n=8, seed=k, radius_range=(5, 10))
+        ts.add(image, labels, source=f"img{k}")
+    return ts.folder
+
+
+@pytest.fixture
+def finetune(make_napari_viewer, tiny_model, tiny_set, one_thread):
+    """(viewer, FinetuneWidget docked through the manifest: tiny base model, tiny set, 3 steps
+    of batch 2 with 64 px crops)."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Fine-tune")
+    widget.model_picker.set_model(tiny_model)
+    widget.folder_edit.set_path(tiny_set)
+    widget.steps_spin.setValue(3)
+    widget.crop_spin.setValue(64)
+    widget.batch_spin.setValue(2)
+    return viewer, widget
+
+
+def _run(qtbot, widget, timeout=120_000):
+    widget.run_bar.run_button.click()
+    assert widget.running
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def _errors(notifications):
+    return [n.message for n in notifications if n.severity == NotificationSeverity.ERROR]
+
+
+def test_finetune_saves_compares_and_switches_segment(finetune, qtbot, tiny_model, notifications):
+    viewer, widget = finetune
+    _, segment = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    segment.model_picker.set_model(tiny_model)
+    assert widget.set_label.text() == "3 examples · 24 objects"
+    assert widget.params()["steps"] == 3 and widget.params()["crop"] == 64
+    _run(qtbot, widget)
+    assert not _errors(notifications)
+    new = widget.new_model
+    assert new is not None and new.parent == tiny_model.parent and new.name.startswith("tiny-ft-")
+    model = load_model(new)
+    assert model.card["parent"] == "tiny" and model.card["training"]["steps"] == 3
+    assert not (new / "checkpoints").exists()
+    assert widget.run_bar.status.text().startswith(f"Saved {new.name}: 3 steps")
+
+    # the comparison: base and new scores on the one held-back example
+    assert widget.compare_box.isVisibleTo(widget)
+    cells = [[widget.table.item(r, c).text() for c in range(3)] for r in range(3)]
+    assert all(cell != "–" for row in cells for cell in row[:2])
+    before, after = model.card["metrics"]["before"], model.card["metrics"]["after"]
+    assert cells[0][:2] == [f"{before['dice']:.3f}", f"{after['dice']:.3f}"]
+    assert "1 held-back example" in widget.compare_note.text()
+    # the plot got every step and validations (one per step here, plus the base at step 0)
+    assert widget.plot._steps == [1, 2, 3] and [v[0] for v in widget.plot._val] == [0, 1, 2, 3]
+
+    widget.use_button.click()
+    assert segment.model_picker.model_path() == str(new)
+    assert widget.model_picker.findData(str(new)) >= 0     # the new model is offered as a base
+
+
+def test_use_in_segment_opens_segment_when_closed(finetune, qtbot):
+    viewer, widget = finetune
+    _run(qtbot, widget)
+    widget.use_button.click()
+    from napari_unet._widgets.segment import SegmentWidget
+
+    [segment] = [w for w in viewer.window.dock_widgets.values() if isinstance(w, SegmentWidget)]
+    assert segment.model_picker.model_path() == str(widget.new_model)
+
+
+def test_cancel_stops_within_one_step_and_saves_nothing(finetune, qtbot, tiny_model, monkeypatch):
+    viewer, widget = finetune
+    import napari_unet._widgets.finetune as module
+
+    made = []          # steps the worker thread produced, as they were produced
+    job = module.finetune_job
+
+    def counting_job(*args, **kwargs):
+        gen = job(*args, **kwargs)
+        for p in gen:
+            if p.stage == "train":
+                made.append((p.done, threading.get_ident()))
+            yield p
+
+    monkeypatch.setattr(module, "finetune_job", counting_job)
+    widget.steps_spin.setValue(100_000)
+    at_cancel = []
+
+    def _on_yielded(p):
+        if p.stage == "train" and p.done >= 2 and not at_cancel:
+            at_cancel.append(len(made))
+            widget.run_bar.cancel_button.click()
+
+    widget.run_bar.run_button.click()
+    # queued signals: every step yielded after this line reaches the slot
+    widget._worker.yielded.connect(_on_yielded)
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert at_cancel and len(made) - at_cancel[0] <= 1          # at most the step in flight
+    assert made[0][1] != threading.get_ident()                  # trained off the GUI thread
+    assert widget.run_bar.status.text() == "Cancelled: no model was saved."
+    assert widget.new_model is None and not widget.compare_box.isVisibleTo(widget)
+    root = tiny_model.parent
+    assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == ["tiny"]
+    assert widget.run_bar.run_button.isEnabled()
+
+
+def test_empty_training_set_is_reported(finetune, tmp_path, notifications):
+    viewer, widget = finetune
+    widget.folder_edit.set_path(tmp_path / "nothing here")
+    assert widget.set_label.text() == "0 examples · 0 objects"
+    widget.run_bar.run_button.click()
+    assert not widget.running
+    [error] = _errors(notifications)
+    assert "has no examples yet" in error and "Curate" in error
+
+
+def test_engine_errors_are_reported(finetune, qtbot, tiny_model, tmp_path, notifications):
+    viewer, widget = finetune
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_bytes((tiny_model / "model.json").read_bytes())
+    (broken / "model.safetensors").write_bytes(b"garbage" * 10)
+    widget.model_picker.set_model(broken)
+    _run(qtbot, widget)
+    [error] = _errors(notifications)
+    assert "do not match the hash" in error
+    assert widget.run_bar.status.text().startswith("Failed:")
+    assert not np.any([p.name.startswith("broken-ft") for p in tiny_model.parent.iterdir()])
