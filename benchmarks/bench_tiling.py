@@ -6,6 +6,7 @@ probabilities (normalization and sigmoid included):
 
 - ``floor``:   one whole-image forward of the network (no padding, no tiling)
 - ``default``: ``Predictor(net)``: exact halo from the network, cores sized for the device
+- ``reflect``: the same with ``border="reflect"`` (96 px of mirrored image beyond the edges)
 - ``classic``: ``Predictor(net, preset="classic")``: 128 px cores in 256 px tiles
 - ``monai``:   MONAI ``sliding_window_inference`` (roi 256, overlap 0.25, gaussian,
   sw_batch_size 8)
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import time
 
-METHODS = ("floor", "default", "classic", "monai")
+METHODS = ("floor", "default", "reflect", "classic", "monai")
 
 
 def _net():
@@ -45,10 +46,12 @@ def _image(size):
     return rng.gamma(2.0, 500.0, (size, size)).astype(np.uint16)
 
 
-def run_one(method: str, size: int) -> dict:
+def run_one(method: str, size: int, threads: int | None = None) -> dict:
     import numpy as np
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     from unet_core import Predictor
     from unet_core.normalize import normalize
 
@@ -66,6 +69,11 @@ def run_one(method: str, size: int) -> dict:
     elif method == "default":
         out = pred.predict(img)
         g = pred.grid(img.shape)
+        extra = {"tiles": len(g), "core": g.core[0], "halo": g.halo, "overhead": round(g.overhead, 3)}
+    elif method == "reflect":
+        p = Predictor(net, device="cpu", border="reflect")
+        out = p.predict(img)
+        g = p.grid(img.shape)
         extra = {"tiles": len(g), "core": g.core[0], "halo": g.halo, "overhead": round(g.overhead, 3)}
     elif method == "classic":
         p = Predictor(net, device="cpu", preset="classic")
@@ -95,10 +103,11 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--json", help="write all measurements here")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one, args.size)))
+        print(json.dumps(run_one(args.one, args.size, args.threads)))
         return
     methods = args.methods.split(",")
     rows = []
@@ -107,7 +116,8 @@ def main(argv=None):
         order = methods[:]
         rnd.shuffle(order)
         for m in order:
-            out = subprocess.run([sys.executable, __file__, "--one", m, "--size", str(args.size)],
+            extra = ["--threads", str(args.threads)] if args.threads else []
+            out = subprocess.run([sys.executable, __file__, "--one", m, "--size", str(args.size), *extra],
                                  capture_output=True, text=True, check=True)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             row["rep"] = rep
@@ -115,7 +125,7 @@ def main(argv=None):
             print(f"rep {rep} {m:8s} {row['seconds']:7.2f} s  peak {row['peak_mb']:7.0f} MB", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"size": args.size, "reps": args.reps, "rows": rows}, f, indent=1)
+            json.dump({"size": args.size, "reps": args.reps, "threads": args.threads, "rows": rows}, f, indent=1)
     med = {m: {k: statistics.median(r[k] for r in rows if r["method"] == m)
                for k in ("seconds", "peak_mb", "delta_mb", "mp_per_s")} for m in methods}
     floor = med.get("floor", {}).get("seconds")

@@ -18,7 +18,7 @@ from .tiling import CLASSIC, plan_grid
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BORDER = "reflect"
+DEFAULT_BORDER = "none"
 PRESETS = {"exact": {"tile": None, "halo": None, "border": None}, "classic": CLASSIC}
 
 # Peak bytes per input pixel of a float32 forward pass, per base filter (measured on

@@ -107,14 +107,24 @@ def test_exactness_needs_the_halo(depth4):
     """The test above is sensitive: the classic 64 px halo (< 94 px reach) is not exact."""
     rng = np.random.default_rng(2)
     img = rng.gamma(2.0, 300.0, (256, 256)).astype(np.float32)
-    whole = Predictor(depth4, device="cpu", tile=4096, halo=64).predict(img)
+    whole = Predictor(depth4, device="cpu", tile=4096, halo=64, border="reflect").predict(img)
     classic = Predictor(depth4, device="cpu", preset="classic").predict(img)
+    assert Predictor(depth4, device="cpu", preset="classic").border == "reflect"
     assert np.abs(classic - whole).max() > 1e-3
 
 
-def test_batchnorm_unet_is_exact():
+@pytest.mark.parametrize("border", ["reflect", "none"])
+def test_batchnorm_unet_is_exact(border):
     net = lively_unet(depth=3, base_filters=4, batch_norm=True, seed=5)
-    img = np.random.default_rng(5).random((200, 131)).astype(np.float32)
-    whole = Predictor(net, device="cpu", tile=1024).predict(img)
-    tiled = Predictor(net, device="cpu", tile=40, batch_size=3).predict(img)
+    img = np.random.default_rng(5).random((300, 231)).astype(np.float32)
+    whole = Predictor(net, device="cpu", tile=1024, border=border).predict(img)
+    tiled = Predictor(net, device="cpu", tile=16, batch_size=3, border=border).predict(img)
+    assert len(tiled_grid := Predictor(net, device="cpu", tile=16, border=border).grid(img.shape)) > 1
+    assert tiled_grid.halo == 48
     assert np.abs(tiled - whole).max() <= 1e-4
+
+
+def test_default_border_adds_no_pixels():
+    """The default grid of an aligned image is the image itself: no padding cost."""
+    p = Predictor(lively_unet(depth=4, base_filters=4), device="cpu")
+    assert p.border == "none" and p.grid((1024, 1024)).overhead == 1.0
