@@ -6,7 +6,8 @@ probabilities (normalization and sigmoid included):
 
 - ``floor``:   one whole-image forward of the network (no padding, no tiling)
 - ``default``: ``Predictor(net)``: exact halo from the network, cores sized for the device
-- ``reflect``: the same with ``border="reflect"`` (96 px of mirrored image beyond the edges)
+- ``tiled1024``: the default with cores of at most 1024 px (2 x 2 tiles), as when memory is short
+- ``reflect``: the default with ``border="reflect"`` (96 px of mirrored image beyond the edges)
 - ``classic``: ``Predictor(net, preset="classic")``: 128 px cores in 256 px tiles
 - ``monai``:   MONAI ``sliding_window_inference`` (roi 256, overlap 0.25, gaussian,
   sw_batch_size 8)
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 
-METHODS = ("floor", "default", "reflect", "classic", "monai")
+METHODS = ("floor", "default", "tiled1024", "reflect", "classic", "monai")
 
 
 def _net():
@@ -70,8 +71,9 @@ def run_one(method: str, size: int, threads: int | None = None) -> dict:
         out = pred.predict(img)
         g = pred.grid(img.shape)
         extra = {"tiles": len(g), "core": g.core[0], "halo": g.halo, "overhead": round(g.overhead, 3)}
-    elif method == "reflect":
-        p = Predictor(net, device="cpu", border="reflect")
+    elif method in ("reflect", "tiled1024"):
+        p = (Predictor(net, device="cpu", border="reflect") if method == "reflect"
+             else Predictor(net, device="cpu", tile=1024))
         out = p.predict(img)
         g = p.grid(img.shape)
         extra = {"tiles": len(g), "core": g.core[0], "halo": g.halo, "overhead": round(g.overhead, 3)}

@@ -22,6 +22,18 @@ def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
     return box
 
 
+def _warm_up_labels() -> None:
+    """Create (and drop) a 1 px Labels layer.
+
+    napari's first Labels layer of a session costs ~0.6 s of lazy imports and colour
+    maps on the GUI thread.  Paying it when the dock opens keeps the first result from
+    freezing the viewer (see benchmarks/bench_responsiveness.py).
+    """
+    import numpy as np
+
+    Labels(np.zeros((1, 1), np.uint8))
+
+
 class SegmentWidget(QWidget):
     """Segment the chosen image layer with a U-Net, in a background thread.
 
@@ -44,6 +56,7 @@ class SegmentWidget(QWidget):
         self._source = None        # the image layer of the running job
         self._want = (True, False)  # (labels, probabilities) of the running job
         self._ending = ("Done", "Done")   # (bar, status line) once the running job ends
+        _warm_up_labels()
 
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("Image layer to segment")
