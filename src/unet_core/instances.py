@@ -8,9 +8,9 @@ The instance models predict up to three maps:
 2. centre: each nucleus's distance to its own edge, divided by its largest value,
    so 1 at its centre and falling towards 0 at its edge.
 
-Seeds (one per nucleus) come from the centre map where there is one, otherwise
-from the distance transform of the foreground minus the boundary; a watershed over
-the seed map grows them to fill the foreground.
+Seeds (one per nucleus) are the peaks of the distance transform of the foreground
+minus the boundary, weighted by the centre map where there is one; a watershed over
+that map grows them to fill the foreground.
 """
 from __future__ import annotations
 
@@ -73,17 +73,17 @@ def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_threshold: float = 0.5,
-                    centre_threshold: float = 0.5, h: float = 1.0, min_seed: int = 4,
-                    min_size: int = 16) -> np.ndarray:
+                    h: float = 1.0, sigma: float = 1.0, min_size: int = 16) -> np.ndarray:
     """Probabilities (C, H, W) -> uint32 instance labels (H, W), ids 1..N.
 
-    With a centre map (C >= 3) the seeds are connected regions of centre >
-    ``centre_threshold`` within the foreground, and the watershed runs over the
-    centre map.  Otherwise the seeds are the ``h``-maxima of the smoothed distance
-    transform of foreground > ``fg_threshold`` and boundary < ``boundary_threshold``
-    (C = 2), or of the foreground alone (C = 1).  Centre seeds under ``min_seed`` px
-    and objects under ``min_size`` px are dropped.
+    The seed map is the distance transform of foreground > ``fg_threshold`` and
+    boundary < ``boundary_threshold`` (the nuclei shrunk apart by their predicted
+    boundaries), weighted by ``0.5 + centre`` where there is a centre map (C >= 3),
+    and smoothed by a Gaussian of ``sigma`` px.  Its ``h``-maxima seed a watershed
+    that fills the foreground.  Objects under ``min_size`` px are dropped.  With one
+    channel the foreground alone is used.
     """
+    from skimage.morphology import h_maxima
     from skimage.segmentation import relabel_sequential, watershed
 
     prob = np.asarray(prob, dtype=np.float32)
@@ -92,16 +92,13 @@ def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_thresh
     mask = prob[0] > fg_threshold
     if not mask.any():
         return np.zeros(mask.shape, np.uint32)
+    core = mask & (prob[1] < boundary_threshold) if prob.shape[0] > 1 else mask
+    surface = ndi.distance_transform_edt(core).astype(np.float32)
     if prob.shape[0] >= 3:
-        surface = ndi.gaussian_filter(prob[2], 1.0)
-        seeds, _ = ndi.label(mask & (surface > centre_threshold))
-        seeds = _drop_small(seeds, min_seed)
-    else:
-        from skimage.morphology import h_maxima
-
-        core = mask & (prob[1] < boundary_threshold) if prob.shape[0] > 1 else mask
-        surface = ndi.gaussian_filter(ndi.distance_transform_edt(core).astype(np.float32), 1.0)
-        seeds, _ = ndi.label(h_maxima(surface, h) > 0)
+        surface *= 0.5 + prob[2]
+    if sigma > 0:
+        surface = ndi.gaussian_filter(surface, sigma)
+    seeds, _ = ndi.label(h_maxima(surface, h) > 0)
     labels = watershed(-surface, seeds, mask=mask)
     labels = _drop_small(labels, min_size)
     labels, _, _ = relabel_sequential(labels)
