@@ -137,10 +137,15 @@ class Predictor:
                          self.border)
 
     def batch_size_for(self, grid) -> int:
+        """Tiles per forward pass: batches help small tiles only.  Measured on the CPU,
+        four 1120 px tiles in one pass ran 1.15x slower than one at a time
+        (memory traffic), so a batch holds at most ~1 MP unless the device is a GPU."""
         if self._batch_size:
             return max(1, int(self._batch_size))
         th, tw = grid.tile_shape
-        return int(max(1, min(8, len(grid), self._budget // (th * tw * self._bpp))))
+        by_memory = self._budget // (th * tw * self._bpp)
+        by_speed = (1 << 20) // (th * tw) if self.device.type == "cpu" else 8
+        return int(max(1, min(8, len(grid), by_memory, by_speed)))
 
     # -- probabilities -------------------------------------------------------------
     def predict_iter(self, image, out=None) -> Generator[Progress, None, np.ndarray]:
