@@ -80,8 +80,9 @@ def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_thresh
     boundary < ``boundary_threshold`` (the nuclei shrunk apart by their predicted
     boundaries), weighted by ``0.5 + centre`` where there is a centre map (C >= 3),
     and smoothed by a Gaussian of ``sigma`` px.  Its ``h``-maxima seed a watershed
-    that fills the foreground.  Objects under ``min_size`` px are dropped.  With one
-    channel the foreground alone is used.
+    that fills the foreground; foreground regions without a seed become objects of
+    their own.  Objects under ``min_size`` px are dropped.  With one channel the
+    foreground alone is used.
     """
     from skimage.morphology import h_maxima
     from skimage.segmentation import relabel_sequential, watershed
@@ -100,6 +101,10 @@ def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_thresh
         surface = ndi.gaussian_filter(surface, sigma)
     seeds, _ = ndi.label(h_maxima(surface, h) > 0)
     labels = watershed(-surface, seeds, mask=mask)
+    # foreground the seeds could not reach (e.g. all boundary) still becomes objects
+    rest, n = ndi.label(mask & (labels == 0))
+    if n:
+        labels = np.where(rest > 0, rest + labels.max(), labels)
     labels = _drop_small(labels, min_size)
     labels, _, _ = relabel_sequential(labels)
     return labels.astype(np.uint32)

@@ -49,3 +49,10 @@ def test_single_channel_probabilities():
     prob = np.zeros((1, 30, 30), np.float32)
     prob[0, 5:15, 5:15] = 0.9
     assert probs_to_labels(prob).max() == 1
+
+
+def test_foreground_without_seed_is_kept():
+    prob = np.zeros((3, 40, 40), np.float32)
+    prob[0, 5:25, 5:25] = 0.9
+    prob[1, 5:25, 5:25] = 0.9  # all boundary: no core, no seed
+    assert probs_to_labels(prob).max() == 1

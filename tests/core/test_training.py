@@ -319,7 +319,7 @@ def test_finetune_never_ends_below_its_base(tmp_path):
     base = save_model(net, tmp_path / "good", make_card(TINY, "good"))
     result = finetune(base, examples[:3], tmp_path / "ft", steps=4, lr=5.0, val_examples=examples[3:],
                       val_every=2, batch_size=2, crop=64, seed=0)
-    assert result["before"]["ap50"] > 0
+    assert result["before"]["dice"] > 0.5  # a base worth keeping
     assert (result["after"]["ap50"], result["after"]["dice"]) >= (result["before"]["ap50"],
                                                                    result["before"]["dice"])
     card = load_model(result["model_dir"]).card

@@ -5,6 +5,8 @@ from pathlib import Path
 import npe2
 import pytest
 
+from unet_core import load_model
+
 import napari_unet
 
 MANIFEST = Path(napari_unet.__file__).parent / "napari.yaml"
@@ -45,7 +47,11 @@ def test_widgets_load_through_the_manifest(make_napari_viewer, tiny_model, name,
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", name)
     assert type(widget).__name__ == cls
-    assert widget.model_picker.model_path() == str(tiny_model)
+    picker = widget.model_picker
+    offered = [picker.itemData(i) for i in range(picker.count())]
+    assert str(tiny_model) in offered  # the user's models are offered
+    # the bundled model comes first and is the default
+    assert picker.model_path() == str(load_model("nuclei").path)
 
 
 @pytest.mark.gui
