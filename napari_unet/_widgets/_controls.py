@@ -221,3 +221,25 @@ class RunBar(QWidget):
         self.cancel_button.setEnabled(False)
         self.status.setText("Cancelling...")
         self.cancel.emit()
+
+
+def start_job(owner, title: str, job, *args, **kwargs):
+    """Run the generator function ``job(*args, **kwargs)`` off the GUI thread for ``owner``.
+
+    The worker's signals go to ``owner._on_yielded``, ``_on_returned``, ``_on_errored``,
+    ``_on_aborted`` and ``_on_finished`` (connected before it starts), it is kept in
+    ``owner._worker`` and ``owner.run_bar`` shows ``title``.  superqt's worker, not
+    napari's: napari's also posts every error with its traceback, and the user should
+    get one readable message (each widget's ``_on_errored``).
+    """
+    from napari.qt.threading import create_worker
+    from superqt.utils import GeneratorWorker
+
+    worker = create_worker(job, *args, **kwargs, _worker_class=GeneratorWorker,
+                           _ignore_errors=True, _start_thread=False)
+    for signal in ("yielded", "returned", "errored", "aborted", "finished"):
+        getattr(worker, signal).connect(getattr(owner, f"_on_{signal}"))
+    owner._worker = worker
+    owner.run_bar.begin(title)
+    worker.start()
+    return worker

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                             QListWidgetItem, QVBoxLayout, QWidget)
-from superqt.utils import GeneratorWorker
 
 from ._common import PredictorCache, PredictorKey, batch_job, describe_error
-from ._controls import FolderEdit, ModelPicker, RunBar, device_combo
+from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job
 
 
 class BatchWidget(QWidget):
@@ -117,21 +115,9 @@ class BatchWidget(QWidget):
         self._input_dir = str(Path(self.input_edit.path()))
         self.failed_list.clear()
         self._show_counts()
-        # superqt's worker: napari's would also post each error with a traceback
-        worker = create_worker(batch_job, self._cache, key, self.input_edit.path(),
-                               self.output_edit.path(), pattern=self.pattern_edit.text().strip()
-                               or "*", outputs=self.outputs(), device=key.device,
-                               resume=self.resume_check.isChecked(),
-                               _worker_class=GeneratorWorker, _ignore_errors=True,
-                               _start_thread=False)
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_bar.begin("Batch segmentation")
-        worker.start()
+        start_job(self, "Batch segmentation", batch_job, self._cache, key, self.input_edit.path(),
+                  self.output_edit.path(), pattern=self.pattern_edit.text().strip() or "*",
+                  outputs=self.outputs(), device=key.device, resume=self.resume_check.isChecked())
 
     def _on_cancel(self) -> None:
         if self._worker is not None:

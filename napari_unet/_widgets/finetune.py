@@ -5,21 +5,19 @@ import math
 import time
 from pathlib import Path
 
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
                             QHeaderView, QLabel, QPushButton, QSpinBox, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
-from superqt.utils import GeneratorWorker
 
 from unet_core import Progress, UNetError
 from unet_core.training.checkpoint import discard_dir
 from unet_core.training.dataset import TrainingSet
 
 from ._common import describe_error
-from ._controls import FolderEdit, ModelPicker, RunBar, device_combo
+from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job
 from ._plot import TrainingPlot
 from ._training import (SCORES, default_training_dir, finetune_job, finished_model, new_model_dir,
                         warm_up_optimizer)
@@ -194,18 +192,8 @@ class FinetuneWidget(QWidget):
         self._budget, self._ending = params["max_seconds"], ("Done", "Done")
         self.plot.reset()
         self.compare_box.setVisible(False)
-        # superqt's worker: napari's would also post every error with its traceback
-        worker = create_worker(finetune_job, base, Path(folder).expanduser(), self._out_dir,
-                               **params, _worker_class=GeneratorWorker,
-                               _ignore_errors=True, _start_thread=False)
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_bar.begin(f"Fine-tuning {Path(base).name}")
-        worker.start()
+        start_job(self, f"Fine-tuning {Path(base).name}", finetune_job, base,
+                  Path(folder).expanduser(), self._out_dir, **params)
 
     def _on_cancel(self) -> None:
         if self._worker is not None:

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QSpinBox,
                             QVBoxLayout, QWidget)
-from superqt.utils import GeneratorWorker
 
 from ._common import (TILINGS, PredictorCache, PredictorKey, describe_error, layer_pixels,
                       segment_job)
-from ._controls import ModelPicker, RunBar, device_combo
+from ._controls import ModelPicker, RunBar, device_combo, start_job
 
 
 def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
@@ -175,19 +173,8 @@ class SegmentWidget(QWidget):
             return
         self._source, self._ending = layer, ("Done", "Done")
         self._want = (self.labels_check.isChecked(), self.prob_check.isChecked())
-        # superqt's worker, not napari's: napari's also posts every error with its
-        # traceback, and the user should get one readable message (see _on_errored)
-        worker = create_worker(segment_job, self._cache, key, layer_pixels(layer),
-                               _worker_class=GeneratorWorker, _ignore_errors=True,
-                               _start_thread=False)
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_bar.begin(f"Segmenting {layer.name}")
-        worker.start()
+        start_job(self, f"Segmenting {layer.name}", segment_job, self._cache, key,
+                  layer_pixels(layer))
 
     def _on_cancel(self) -> None:
         if self._worker is not None:
