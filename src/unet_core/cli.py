@@ -20,7 +20,7 @@ log = logging.getLogger("napari-unet")
 def _tqdm(**kw):
     from tqdm import tqdm
 
-    return tqdm(**kw, file=sys.stderr, dynamic_ncols=True, disable=kw.pop("disable", None))
+    return tqdm(**kw, file=sys.stderr, dynamic_ncols=True)
 
 
 def _drive(gen, bar):
