@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from skimage.draw import disk
 from torch import nn
 
 from unet_core import UNet, UNetConfig
@@ -38,3 +39,14 @@ def saved_model(tmp_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def make_example(seed: int, size: int = 64, n: int = 4):
+    """A grey uint16 image of bright disks and its uint32 instance labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((size, size), np.uint32)
+    for i in range(n):
+        rr, cc = disk(tuple(rng.integers(8, size - 8, 2)), int(rng.integers(4, 7)), shape=labels.shape)
+        labels[rr, cc] = i + 1
+    image = ((labels > 0) * 1000 + rng.normal(100, 20, labels.shape)).clip(0).astype(np.uint16)
+    return image, labels

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UNetError
+from .progress import run_to_end
 
 log = logging.getLogger("napari-unet")
 
@@ -25,15 +26,12 @@ def _tqdm(**kw):
 
 def _drive(gen, bar):
     """Run a progress generator, moving a tqdm bar; return the generator's value."""
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
+    def show(p):
         if p.stage == "predict":
-            bar.total = p.total
-            bar.n = p.done
+            bar.total, bar.n = p.total, p.done
             bar.refresh()
+
+    return run_to_end(gen, show)
 
 
 def cmd_predict(args) -> int:

@@ -31,13 +31,11 @@ def _drive(gen, steps: int, quiet: bool = False):
     """Run a training generator with a tqdm bar on stderr; return its value."""
     from tqdm import tqdm
 
+    from .progress import run_to_end
+
     with tqdm(total=steps, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
               disable=quiet or None) as bar:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
+        def show(p):
             if p.stage == "train":
                 bar.n = p.done
                 info = p.info or {}
@@ -48,9 +46,9 @@ def _drive(gen, steps: int, quiet: bool = False):
                 bar.set_postfix(post, refresh=False)
                 bar.refresh()
             else:
-                bar.set_description(f"{p.stage} {p.done}/{p.total}")
-                if p.done == p.total:
-                    bar.set_description("train")
+                bar.set_description(f"{p.stage} {p.done}/{p.total}" if p.done < p.total else "train")
+
+        return run_to_end(gen, show)
 
 
 def _load_examples(args):

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from skimage.draw import disk
 
+from conftest import make_example
 from unet_core import UNet, UNetConfig, cli, load_model, make_card, save_model
 from unet_core.errors import InputError
 from unet_core.modelio import bundled_model_dir
@@ -39,17 +39,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def make_example(seed: int, size: int = 64, n: int = 4):
-    """A grey uint16 image of bright disks and its uint32 instance labels."""
-    rng = np.random.default_rng(seed)
-    labels = np.zeros((size, size), np.uint32)
-    for i in range(n):
-        rr, cc = disk(tuple(rng.integers(8, size - 8, 2)), int(rng.integers(4, 7)), shape=labels.shape)
-        labels[rr, cc] = i + 1
-    image = ((labels > 0) * 1000 + rng.normal(100, 20, labels.shape)).clip(0).astype(np.uint16)
-    return image, labels
 
 
 def tiny_net(seed=0):
