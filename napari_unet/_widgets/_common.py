@@ -48,6 +48,7 @@ class PredictorKey:
     tile: int | None = None
     halo: int | None = None
     batch_size: int | None = None
+    tta: bool = False
 
 
 class PredictorCache:
@@ -71,7 +72,8 @@ class PredictorCache:
                 self._predictor = self._stamp = None
                 self._predictor = Predictor(load_model(key.model), device=key.device,
                                             tile=key.tile, halo=key.halo,
-                                            batch_size=key.batch_size, preset=key.preset)
+                                            batch_size=key.batch_size, preset=key.preset,
+                                            tta=key.tta)
                 self._stamp = stamp
             return self._predictor
 

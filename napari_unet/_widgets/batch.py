@@ -51,6 +51,9 @@ class BatchWidget(QWidget):
         for box in (self.labels_check, self.prob_check, self.csv_check):
             outputs.addWidget(box)
         outputs.addStretch(1)
+        self.tta_check = QCheckBox("test-time augmentation (4x slower)")
+        self.tta_check.setToolTip("Average the network over each image and its mirror images: "
+                                  "fewer split or merged nuclei, four times the compute")
         self.resume_check = QCheckBox("skip files already done")
         self.resume_check.setChecked(True)
         self.resume_check.setToolTip("Resume: skip files whose outputs exist and are newer "
@@ -70,6 +73,7 @@ class BatchWidget(QWidget):
         form.addRow("Model", self.model_picker)
         form.addRow("Device", self.device_combo)
         form.addRow("Write", outputs)
+        form.addRow("", self.tta_check)
         form.addRow("", self.resume_check)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -109,7 +113,8 @@ class BatchWidget(QWidget):
         if problem:
             show_error(problem)
             return
-        key = PredictorKey(self.model_picker.model_path(), self.device_combo.currentText())
+        key = PredictorKey(self.model_picker.model_path(), self.device_combo.currentText(),
+                           tta=self.tta_check.isChecked())
         self._counts = {"done": 0, "skipped": 0, "failed": 0}
         self._ending = ("Done", "Done")
         self._input_dir = str(Path(self.input_edit.path()))

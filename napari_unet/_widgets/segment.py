@@ -87,6 +87,9 @@ class SegmentWidget(QWidget):
         outputs.addWidget(self.labels_check)
         outputs.addWidget(self.prob_check)
         outputs.addStretch(1)
+        self.tta_check = QCheckBox("test-time augmentation (4x slower)")
+        self.tta_check.setToolTip("Average the network over the image and its mirror images: "
+                                  "fewer split or merged nuclei, four times the compute")
         self.run_bar = RunBar()
 
         form = QFormLayout()
@@ -96,6 +99,7 @@ class SegmentWidget(QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Tiling", self.tiling_combo)
         form.addRow("", self.custom_row)
+        form.addRow("", self.tta_check)
         form.addRow("Outputs", outputs)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -129,11 +133,12 @@ class SegmentWidget(QWidget):
         """Model, device and tiling as chosen in the widget."""
         preset = self.tiling_combo.currentData()
         key = PredictorKey(model=self.model_picker.model_path(),
-                           device=self.device_combo.currentText())
+                           device=self.device_combo.currentText(), tta=self.tta_check.isChecked())
         if preset != "custom":
-            return PredictorKey(key.model, key.device, preset=preset)
+            return PredictorKey(key.model, key.device, preset=preset, tta=key.tta)
         return PredictorKey(key.model, key.device, tile=self.tile_spin.value(),
-                            halo=self.halo_spin.value(), batch_size=self.batch_spin.value() or None)
+                            halo=self.halo_spin.value(), batch_size=self.batch_spin.value() or None,
+                            tta=key.tta)
 
     # -- slots ---------------------------------------------------------------------
     def _on_layers_changed(self, event=None) -> None:

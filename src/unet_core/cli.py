@@ -41,7 +41,7 @@ def cmd_predict(args) -> int:
 
     model = load_model(args.model)
     pred = Predictor(model, device=args.device, tile=args.tile, halo=args.halo,
-                     batch_size=args.batch_size, preset=args.preset)
+                     batch_size=args.batch_size, preset=args.preset, tta=args.tta)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--preset", choices=["exact", "classic"], help="tiling preset")
     q.add_argument("--batch-size", type=int, help="tiles per forward pass")
     q.add_argument("--prob", action="store_true", help="also write probabilities")
+    q.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average over mirror images (4x slower, fewer errors)")
     q.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="compare label images with ground truth",

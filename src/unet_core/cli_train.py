@@ -137,7 +137,8 @@ def cmd_train(args) -> int:
     overrides = {"steps": args.steps, "max_seconds": args.max_seconds, "seed": args.seed}
     steps = args.steps or parse_config(config)[1].get("steps", 1000)
     gen = train_from_scratch_iter(config, examples, args.output, resume=args.resume,
-                                  overwrite=args.overwrite, device=args.device, **overrides)
+                                  overwrite=args.overwrite, device=args.device, init=args.init,
+                                  **overrides)
     result = _drive(gen, steps, args.quiet)
     _print_saved(result)
     print(f"validation: {_fmt(result['val'])}")
@@ -197,4 +198,6 @@ def add_commands(subparsers) -> None:
                    help="side of the synthetic images (default 256)")
     t.add_argument("--steps", type=_positive_int, metavar="N", help="training steps (overrides the config)")
     t.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    t.add_argument("--init", metavar="NAME|PATH",
+                   help="start from this model's weights (same architecture) instead of random ones")
     t.set_defaults(func=cmd_train)

@@ -87,10 +87,15 @@ class Predictor:
         image) or "none" (nothing: the network's own zero padding, as at the edges of
         its training crops; cheaper, since no pixels are added). Either way the
         tiled result equals one whole-image pass with the same border.
+    tta : bool
+        Test-time augmentation: average the probabilities of the tile, its left-right
+        and up-down mirror images and its 180-degree rotation.  Four forward passes, so
+        about 4x slower, for smoother maps and fewer split or merged nuclei.  Mirroring
+        keeps the tiles' alignment, so the tiled result is still exact.
     """
 
     def __init__(self, model="nuclei", device="auto", tile=None, halo=None, batch_size=None,
-                 preset=None, border=None):
+                 preset=None, border=None, tta=False):
         if preset is not None:
             if preset not in PRESETS:
                 raise InputError(f"Unknown tiling preset {preset!r}; use one of {sorted(PRESETS)}.")
@@ -125,6 +130,7 @@ class Predictor:
         if int(tile) < 1:
             raise InputError(f"tile must be >= 1 px, got {tile}")
         self.tile = int(tile)
+        self.tta = bool(tta)
         self._bpp, self._budget, self._batch_size = bpp, budget, batch_size
         self.channels_last = self.device.type in ("cpu", "cuda")
         self.net = model.net.to(self.device).eval()
@@ -197,6 +203,10 @@ class Predictor:
                else contextlib.nullcontext())
         with torch.inference_mode(), amp:
             y = torch.sigmoid(self.net(t).float())
+            if self.tta:
+                for dims in ((3,), (2,), (2, 3)):
+                    y += torch.sigmoid(self.net(torch.flip(t, dims)).float()).flip(dims)
+                y /= 4
         return y.cpu().contiguous().numpy()
 
     def predict(self, image, out=None) -> np.ndarray:

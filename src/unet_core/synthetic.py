@@ -22,9 +22,9 @@ from scipy import ndimage as ndi
 DEFAULTS = {
     "radius_range": (4.0, 40.0),   # px, hard limits of a nucleus' mean radius
     "density": (0.04, 0.55),       # target fraction of the image covered by nuclei
-    "noise": (0.015, 0.25),        # shot noise at median nucleus brightness, 1/sqrt(photons)
+    "noise": (0.015, 0.35),        # shot noise at median nucleus brightness, 1/sqrt(photons)
     "read_noise": (0.0, 3.0),      # Gaussian read noise, photo-electrons
-    "blur": (0.3, 1.8),            # px, Gaussian sigma of the optics
+    "blur": (0.3, 2.2),            # px, Gaussian sigma of the optics
     "edge": (0.5, 2.5),            # px, width of each nucleus' own edge falloff
     "clustering": (0.0, 0.9),      # chance a nucleus is put next to another (clumps)
     "spacing": (0.8, 1.02),        # min centre distance / sum of radii (< 1: slight overlap)
@@ -33,11 +33,13 @@ DEFAULTS = {
     "size_spread": (0.08, 0.35),   # std of log radius within an image
     "brightness_spread": (0.1, 0.5),  # std of log brightness between nuclei
     "texture": (0.05, 0.3),        # std of internal chromatin texture, relative
-    "background": (0.005, 0.15),   # background level relative to median nucleus brightness
+    "background": (0.005, 0.5),    # background level relative to median nucleus brightness
     "illumination": (0.0, 0.35),   # amplitude of the low-frequency illumination field
     "dim_fraction": (0.0, 0.12),   # fraction of dim nuclei (~2-4x background noise)
     "haze": 0.4,                   # probability of out-of-focus haze and debris (unlabelled)
     "mitotic": 0.5,                # probability of a few small, very bright mitotic nuclei
+    "pressed": 0.4,                # probability that nuclei press flat against each other: no
+                                   # dark seam or bright overlap where they touch, only the labels
 }
 _LOG = {"density", "noise", "background", "blur"}
 _MAX_NUCLEI = 3000
@@ -191,7 +193,9 @@ def synthetic_nuclei(shape=(512, 512), *, n=None, seed=0, dtype="uint16", return
     dome = rng.uniform(-0.15, 0.4)
     nucleoli = rng.uniform(0, 2.5)
     nucleoli_sign = -1.0 if rng.random() < 0.7 else 1.0
+    pressed = rng.random() < q["pressed"]
     img = np.zeros((h, w), np.float32)
+    inner = np.zeros((h, w), np.float32) if pressed else None
     labels = np.zeros((h, w), np.uint32)
     for i in range(k):
         a, b = rad[i] / np.sqrt(ratio[i]), rad[i] * np.sqrt(ratio[i])
@@ -214,8 +218,9 @@ def synthetic_nuclei(shape=(512, 512), *, n=None, seed=0, dtype="uint16", return
         dist = (np.maximum(outline, 0.5) - rho) * np.hypot(a * np.cos(phi), b * np.sin(phi))
         sl = (slice(y0, y1), slice(x0, x1))
         labels[sl][dist > 0] = i + 1
-        prof = 0.5 * (1 + np.tanh((dist - 0.3 * edge) / (0.5 * edge)))
-        val = prof * np.clip(1 - dome * rho ** 2, 0.3, None)
+        val = np.clip(1 - dome * rho ** 2, 0.3, None)
+        if not pressed:
+            val = val * 0.5 * (1 + np.tanh((dist - 0.3 * edge) / (0.5 * edge)))
         val *= 1 + q["texture"] * (0.4 if mitotic[i] else 1.0) * tex[sl]
         if rad[i] >= 7 and not mitotic[i]:
             for _ in range(rng.poisson(nucleoli)):
@@ -223,12 +228,22 @@ def synthetic_nuclei(shape=(512, 512), *, n=None, seed=0, dtype="uint16", return
                 sig = rng.uniform(0.1, 0.22) * rad[i]
                 d2 = (u - a * r_s * np.cos(a_s)) ** 2 + (v - b * r_s * np.sin(a_s)) ** 2
                 val *= 1 + nucleoli_sign * rng.uniform(0.2, 0.5) * np.exp(-d2 / (2 * sig ** 2))
-        img[sl] += bright[i] * np.maximum(val, 0)
+        if pressed:  # the top nucleus owns its pixels; edges come from the union below
+            inner[sl] = np.where(dist > 0, bright[i] * np.maximum(val, 0), inner[sl])
+        else:
+            img[sl] += bright[i] * np.maximum(val, 0)
+    if pressed and labels.any():
+        fg = labels > 0
+        d_in = ndi.distance_transform_edt(fg)
+        d_out, near = ndi.distance_transform_edt(~fg, return_indices=True)
+        signed = np.where(fg, d_in - 0.5, 0.5 - d_out).astype(np.float32)
+        edge = max(q["edge"], 0.2)
+        img += inner[tuple(near)] * 0.5 * (1 + np.tanh((signed - 0.3 * edge) / (0.5 * edge)))
 
     # out-of-focus nuclei (haze) and small debris, not labelled
     if rng.random() < q["haze"]:
         for _ in range(int(rng.integers(1, 8))):
-            sig, amp = r0 * rng.uniform(0.7, 1.6), rng.uniform(0.05, 0.35)
+            sig, amp = r0 * rng.uniform(1.2, 2.5), rng.uniform(0.05, 0.3)
             cy, cx = rng.uniform(0, h), rng.uniform(0, w)
             y0, y1 = max(int(cy - 4 * sig), 0), min(int(cy + 4 * sig) + 1, h)
             x0, x1 = max(int(cx - 4 * sig), 0), min(int(cx + 4 * sig) + 1, w)

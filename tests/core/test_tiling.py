@@ -103,6 +103,24 @@ def test_real_unet_tiled_equals_whole_image(depth4, shape, border):
         assert diff <= 1e-4, (tile, diff)
 
 
+@pytest.mark.parametrize("border", ["reflect", "none"])
+def test_tta_averages_mirrored_passes_and_stays_exact(depth4, border):
+    rng = np.random.default_rng(4)
+    img = rng.gamma(2.0, 300.0, (192, 320)).astype(np.float32)  # aligned: mirroring is exact
+    plain = Predictor(depth4, device="cpu", tile=4096, border=border)
+    tta = Predictor(depth4, device="cpu", tile=4096, border=border, tta=True)
+    expect = np.mean([np.flip(plain.predict(np.flip(img, axes).copy()), [a + 1 for a in axes])
+                      for axes in ((), (1,), (0,), (0, 1))], axis=0)
+    got = tta.predict(img)
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+    assert np.abs(got - plain.predict(img)).max() > 1e-3  # it does change the maps
+    odd = rng.gamma(2.0, 300.0, (333, 517)).astype(np.float32)
+    whole = tta.predict(odd)
+    tiled = Predictor(depth4, device="cpu", tile=64, border=border, tta=True)
+    assert len(tiled.grid(odd.shape)) > 1
+    assert np.abs(tiled.predict(odd) - whole).max() <= 1e-4
+
+
 def test_exactness_needs_the_halo(depth4):
     """The test above is sensitive: the classic 64 px halo (< 94 px reach) is not exact."""
     rng = np.random.default_rng(2)

@@ -162,3 +162,19 @@ def test_predictor_is_loaded_once_per_settings(tiny_model):
     assert cache.get(PredictorKey(str(tiny_model), "cpu", preset="exact")) is first
     classic = cache.get(PredictorKey(str(tiny_model), "cpu", preset="classic"))
     assert classic is not first and classic.tile == 128 and classic.halo == 64
+
+
+def test_tta_checkbox_reaches_the_predictor(segment, qtbot, notifications, tiny_model):
+    from unet_core import Predictor
+
+    viewer, widget = segment
+    assert not widget.tta_check.isChecked() and not widget.predictor_key().tta
+    image, _ = synthetic_nuclei((96, 96), seed=2)
+    viewer.add_image(image, name="nuclei")
+    widget.prob_check.setChecked(True)
+    widget.tta_check.setChecked(True)
+    assert widget.predictor_key().tta
+    _run(qtbot, widget)
+    expect = Predictor(tiny_model, device="cpu", tta=True).predict(image)[0]
+    np.testing.assert_allclose(viewer.layers["nuclei probabilities"].data, expect, atol=1e-5)
+    assert not _errors(notifications)

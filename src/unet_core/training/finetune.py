@@ -256,8 +256,8 @@ def parse_config(config: dict) -> tuple[UNetConfig, dict, dict]:
 
 
 def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_examples=None,
-                            resume=False, overwrite: bool = False, device="cpu", **overrides
-                            ) -> Generator[Progress, None, dict]:
+                            resume=False, overwrite: bool = False, device="cpu", init=None,
+                            **overrides) -> Generator[Progress, None, dict]:
     """Train a new U-Net from a config into ``out_dir``.
 
     Parameters
@@ -267,6 +267,10 @@ def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_example
         ``max_seconds=``) replace its training parameters.
     examples, val_examples, resume, overwrite, device
         As in :func:`finetune_iter`.
+    init : str, path or Model, optional
+        Start from this model's weights instead of a random initialization (a staged
+        recipe).  Its architecture must be the config's; it is never modified, and the
+        card records its name and hash.
 
     Returns
     -------
@@ -290,6 +294,13 @@ def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_example
                          + (f" ({len(problems)} could not be read)." if problems else "."))
     torch.manual_seed(seed)
     net = UNet(cfg)
+    start = None
+    if init is not None:
+        start = init if isinstance(init, Model) else load_model(init)
+        if start.config != cfg:
+            raise InputError(f"The model to start from ({start.name}) has another architecture "
+                             f"than the config: {start.config.to_dict()} vs {cfg.to_dict()}.")
+        net.load_state_dict(start.net.state_dict())
     card = make_card(cfg, rest.get("name") or out.name, normalization=rest.get("normalization"),
                      instances=rest.get("instances"),
                      description=rest.get("description") or f"U-Net trained on {len(train)} examples")
@@ -299,6 +310,9 @@ def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_example
                         "val_examples": _summary(val), "held_back": held, "steps": result["step"],
                         "stopped_by": result["stopped_by"], "seconds": round(result["seconds"], 1),
                         "final_loss": result["loss"], "params": params}
+    if start is not None:
+        card["training"]["init"] = {"name": start.name, "sha256": start.card.get("sha256"),
+                                    "training": start.card.get("training")}
     card["metrics"] = {"val": result["val"] or {}, "held_back": held}
     _finish(net, out, card, keep_checkpoints=False)
     return {"model_dir": out, "val": result["val"] or {}, "held_back": held, "problems": problems,
