@@ -173,6 +173,31 @@ def test_stopping_mid_run_leaves_a_loadable_checkpoint_and_resume_is_exact(tmp_p
     assert doc["step"] == 8 and len(doc["history"]) == 8
 
 
+def test_weight_averaging_is_the_mean_of_snapshots_and_survives_a_resume(tmp_path):
+    examples = [make_example(i) for i in range(2)]
+    kw = dict(steps=8, seed=3, checkpoint_every=1, average_from=4, average_every=2, **FAST)
+    net = tiny_net()
+    _, result = steps_of(train_iter(net, examples, checkpoint_dir=tmp_path / "ref",
+                                    keep_checkpoints=20, **kw))
+    assert result["averaged"] == 3  # steps 4, 6 and 8
+    snaps = [load_model(tmp_path / "ref" / f"step-{s:07d}").net.state_dict() for s in (4, 6, 8)]
+    for key, value in net.state_dict().items():
+        np.testing.assert_allclose(value.numpy(), np.mean([s[key].numpy() for s in snaps], axis=0),
+                                   rtol=1e-5, atol=1e-6, err_msg=key)
+    # the checkpoints keep the raw weights: the last one is step 8's, not the mean
+    assert not torch.equal(snaps[2][next(iter(snaps[2]))], net.state_dict()[next(iter(snaps[2]))])
+    # stopped after step 5 (one snapshot taken) and resumed: the same mean
+    ck = tmp_path / "ck"
+    steps_of(train_iter(tiny_net(), examples, checkpoint_dir=ck, **kw), stop_after=5)
+    again = tiny_net(7)
+    _, resumed = steps_of(train_iter(again, examples, checkpoint_dir=ck, resume=True, **kw))
+    assert resumed["start_step"] == 5 and resumed["averaged"] == 3
+    for key, value in net.state_dict().items():
+        np.testing.assert_allclose(again.state_dict()[key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="average_from"):
+        steps_of(train_iter(tiny_net(), examples, steps=2, average_from=0))
+
+
 # -- fine-tuning and training from scratch -------------------------------------------------
 
 def test_finetune_refuses_to_write_into_the_base_folder(base_model, tmp_path):

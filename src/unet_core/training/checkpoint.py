@@ -64,7 +64,7 @@ def latest_checkpoint(checkpoint_dir) -> Path | None:
 
 def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optimizer,
                     rng: np.random.Generator, state: dict, card: dict | None = None,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, extra_tensors: dict | None = None) -> Path:
     """Write a checkpoint atomically and keep only the ``keep`` newest.
 
     Parameters
@@ -81,6 +81,11 @@ def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optim
         JSON-compatible training state (schedule, history, elapsed time ...).
     card : dict, optional
         Model card of the weights (default: a minimal one).
+    keep : int
+        How many of the newest checkpoints to keep.
+    extra_tensors : dict, optional
+        More named tensors to keep with the optimizer state (e.g. a running weight
+        average); :func:`load_checkpoint` gives them back through ``extra``.
     """
     from safetensors.torch import save_file
 
@@ -96,6 +101,8 @@ def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optim
         save_model(net, tmp, card)
         opt = optimizer.state_dict()
         tensors = {"rng.torch": torch.get_rng_state()}
+        tensors.update({f"extra.{k}": v.detach().cpu().contiguous()
+                        for k, v in (extra_tensors or {}).items()})
         extra = {}
         for idx, st in opt["state"].items():
             for key, val in st.items():
@@ -125,10 +132,11 @@ def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optim
 
 
 def load_checkpoint(path, net, optimizer: torch.optim.Optimizer | None = None,
-                    rng: np.random.Generator | None = None) -> dict:
+                    rng: np.random.Generator | None = None, extra: dict | None = None) -> dict:
     """Restore weights (and optimizer, torch and numpy RNG) from a checkpoint folder.
 
-    Returns the checkpoint's JSON state (``step``, ``history`` ...).
+    Returns the checkpoint's JSON state (``step``, ``history`` ...).  With a dict as
+    ``extra``, the checkpoint's extra tensors (see :func:`save_checkpoint`) are put in it.
 
     Raises
     ------
@@ -152,11 +160,14 @@ def load_checkpoint(path, net, optimizer: torch.optim.Optimizer | None = None,
                              f"than the one being trained ({net.config}). Use another output "
                              "folder, or the same model configuration.")
     net.load_state_dict(model.net.state_dict())
-    if optimizer is not None:
+    if optimizer is not None or extra is not None:
         try:
             tensors = load_file(str(path / OPTIMIZER_NAME))
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
             raise ModelFileError(f"The optimizer state in {path} is unreadable ({err}).") from None
+        if extra is not None:
+            extra.update({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
+    if optimizer is not None:
         state: dict = {}
         for key, val in tensors.items():
             if key.startswith("state."):

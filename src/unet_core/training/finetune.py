@@ -32,7 +32,7 @@ CHECKPOINTS = "checkpoints"
 # Keys of a training config (JSON) that go to train_iter.
 TRAIN_KEYS = ("steps", "max_seconds", "lr", "batch_size", "crop", "seed", "checkpoint_every",
               "val_every", "schedule", "min_lr_fraction", "restart_period", "warmup",
-              "weight_decay", "augment", "reviewed_fraction")
+              "weight_decay", "augment", "reviewed_fraction", "average_from", "average_every")
 
 
 def _now() -> str:
