@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unet_core.synthetic import SAMPLE_SEED, synthetic_nuclei
+from unet_core.synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
 
 
 def sample_nuclei() -> list:
@@ -17,7 +17,7 @@ def sample_nuclei() -> list:
     list of (data, kwargs, layer_type)
         ``image`` (512, 512) uint16 and ``labels`` (512, 512) uint32 (hidden).
     """
-    image, labels = synthetic_nuclei((512, 512), seed=SAMPLE_SEED, dtype="uint16")
+    image, labels = synthetic_nuclei((512, 512), seed=SAMPLE_SEED, dtype="uint16", **SAMPLE_PARAMS)
     return [
         (np.asarray(image), {"name": "synthetic nuclei"}, "image"),
         (np.asarray(labels), {"name": "synthetic nuclei (truth)", "visible": False}, "labels"),

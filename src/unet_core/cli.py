@@ -122,11 +122,12 @@ def cmd_models(args) -> int:
 
 def cmd_sample(args) -> int:
     from .fileio import write_tiff
-    from .synthetic import SAMPLE_SEED, synthetic_nuclei
+    from .synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
 
     out = Path(args.output)
     for i in range(args.count):
-        image, labels = synthetic_nuclei((args.size, args.size), seed=SAMPLE_SEED + i, dtype="uint16")
+        image, labels = synthetic_nuclei((args.size, args.size), seed=SAMPLE_SEED + i, dtype="uint16",
+                                         **SAMPLE_PARAMS)
         stem = "nuclei" if args.count == 1 else f"nuclei_{i + 1:02d}"
         write_tiff(out / f"{stem}.tif", image)
         write_tiff(out / "truth" / f"{stem}.tif", labels)

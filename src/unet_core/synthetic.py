@@ -48,6 +48,9 @@ _MAX_NUCLEI = 3000
 SAMPLE_SEED = 2025
 """Seed of the sample image (napari sample data and ``napari-unet sample``)."""
 
+SAMPLE_PARAMS = {"radius_range": (9.0, 16.0), "density": (0.3, 0.4), "mitotic": 1.0, "haze": 0.0}
+"""Parameters of the sample image: a DAPI-like field of mid-sized nuclei, a few mitotic."""
+
 def _param(rng, p, key):
     """One value of ``p[key]``; always consumes one draw so the stream stays aligned."""
     u, v = rng.random(), p[key]
