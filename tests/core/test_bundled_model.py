@@ -15,6 +15,24 @@ def test_bundled_model_is_listed_and_loads_by_name():
     assert model.config.depth == 4 and model.config.halo == 96
 
 
+def test_bundled_model_card_matches_its_committed_recipe():
+    """The card's training parameters are those of weights/nuclei.train.json, run to the end."""
+    import json
+    from pathlib import Path
+
+    from unet_core.training.finetune import parse_config
+
+    config = Path(__file__).resolve().parents[2] / "weights" / "nuclei.train.json"
+    if not config.exists():  # an installed package without the repository
+        return
+    cfg, params, _ = parse_config(json.loads(config.read_text()))
+    card = load_model("nuclei").card
+    assert card["config"] == cfg.to_dict()
+    ran = {k: v for k, v in card["training"]["params"].items() if k != "max_seconds"}
+    assert ran == params and card["training"]["steps"] == params["steps"]
+    assert card["training"]["stopped_by"] == "steps"
+
+
 def test_bundled_model_segments_unseen_synthetic_nuclei():
     image, truth = synthetic_nuclei((256, 256), seed=SAMPLE_SEED + 1000, dtype="uint16")
     labels = Predictor("nuclei", device="cpu").segment(image)
