@@ -40,8 +40,8 @@ def main(argv=None):
     rotated = [(np.ascontiguousarray(np.rot90(img, k)), np.ascontiguousarray(np.rot90(lab, k)))
                for img, lab in real for k in range(4)]
     for name in args.models:
-        pred = Predictor(load_model(name), device="cpu")
-        tta = Predictor(load_model(name), device="cpu", tta=True)
+        model = load_model(name)
+        pred, tta = Predictor(model, device="cpu"), Predictor(model, device="cpu", tta=True)
         speed = []
         for p in (pred, tta):
             t = time.perf_counter()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QSizePolicy, QToolButton, QVBoxLayout,
                             QWidget)
 
@@ -115,6 +115,14 @@ def device_combo(parent=None) -> QComboBox:
     combo.addItems(available_devices())
     combo.setToolTip("auto: the GPU when there is one, else the CPU")
     return combo
+
+
+def tta_check(parent=None) -> QCheckBox:
+    """The test-time augmentation box (unticked: one pass per tile)."""
+    box = QCheckBox("test-time augmentation (4x slower)", parent)
+    box.setToolTip("Average the network over each image and its mirror images: fewer split or "
+                   "merged nuclei, four times the compute")
+    return box
 
 
 class FolderEdit(QWidget):

@@ -8,7 +8,7 @@ from qtpy.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEd
                             QListWidgetItem, QVBoxLayout, QWidget)
 
 from ._common import PredictorCache, PredictorKey, batch_job, describe_error
-from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job
+from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job, tta_check
 
 
 class BatchWidget(QWidget):
@@ -51,9 +51,7 @@ class BatchWidget(QWidget):
         for box in (self.labels_check, self.prob_check, self.csv_check):
             outputs.addWidget(box)
         outputs.addStretch(1)
-        self.tta_check = QCheckBox("test-time augmentation (4x slower)")
-        self.tta_check.setToolTip("Average the network over each image and its mirror images: "
-                                  "fewer split or merged nuclei, four times the compute")
+        self.tta_check = tta_check()
         self.resume_check = QCheckBox("skip files already done")
         self.resume_check.setChecked(True)
         self.resume_check.setToolTip("Resume: skip files whose outputs exist and are newer "

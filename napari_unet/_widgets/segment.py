@@ -8,7 +8,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLab
 
 from ._common import (TILINGS, PredictorCache, PredictorKey, describe_error, layer_pixels,
                       segment_job)
-from ._controls import ModelPicker, RunBar, device_combo, start_job
+from ._controls import ModelPicker, RunBar, device_combo, start_job, tta_check
 
 
 def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
@@ -87,9 +87,7 @@ class SegmentWidget(QWidget):
         outputs.addWidget(self.labels_check)
         outputs.addWidget(self.prob_check)
         outputs.addStretch(1)
-        self.tta_check = QCheckBox("test-time augmentation (4x slower)")
-        self.tta_check.setToolTip("Average the network over the image and its mirror images: "
-                                  "fewer split or merged nuclei, four times the compute")
+        self.tta_check = tta_check()
         self.run_bar = RunBar()
 
         form = QFormLayout()

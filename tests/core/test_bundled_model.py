@@ -1,5 +1,6 @@
 """The bundled nuclei model: installed, loadable by name, and actually segments nuclei."""
 import numpy as np
+import pytest
 
 from unet_core import Predictor, list_models, load_model
 from unet_core.metrics import evaluate
@@ -23,8 +24,8 @@ def test_bundled_model_card_matches_its_committed_recipe():
     from unet_core.training.finetune import parse_config
 
     config = Path(__file__).resolve().parents[2] / "weights" / "nuclei.train.json"
-    if not config.exists():  # an installed package without the repository
-        return
+    if not config.exists():
+        pytest.skip("an installed package without the repository's weights/ folder")
     cfg, params, _ = parse_config(json.loads(config.read_text()))
     card = load_model("nuclei").card
     assert card["config"] == cfg.to_dict()

@@ -190,8 +190,9 @@ def train_iter(net, train_examples, val_examples=(), *, steps: int = 1000,
         if ckpt_path is None:
             log.info("no checkpoint in %s; starting from step 0", checkpoint_dir)
         else:
-            doc = load_checkpoint(ckpt_path, net, opt, rng, extra=avg)
-            avg = {k[len("avg."):]: v.to(dev) for k, v in avg.items() if k.startswith("avg.")}
+            extra: dict = {}
+            doc = load_checkpoint(ckpt_path, net, opt, rng, extra=extra)
+            avg = {k.removeprefix("avg."): v.to(dev) for k, v in extra.items() if k.startswith("avg.")}
             averaged = int(doc.get("averaged", 0)) if avg else 0
             start, history = int(doc["step"]), list(doc.get("history", []))
             elapsed_before = float(doc.get("seconds", 0.0))
@@ -214,12 +215,10 @@ def train_iter(net, train_examples, val_examples=(), *, steps: int = 1000,
         averaged += 1
         with torch.no_grad():
             for k, v in net.state_dict().items():
-                if not v.is_floating_point():
-                    avg[k] = v.detach().clone()
-                elif k not in avg:
-                    avg[k] = v.detach().clone()
-                else:
+                if k in avg and v.is_floating_point():
                     avg[k] += (v.detach() - avg[k]) / averaged
+                else:  # the first snapshot, and counters (the latest value)
+                    avg[k] = v.detach().clone()
 
     def validate():
         return (yield from evaluate_iter(Model(net=net, card=card), val, dev))
