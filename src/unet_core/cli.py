@@ -41,7 +41,8 @@ def cmd_predict(args) -> int:
 
     model = load_model(args.model)
     pred = Predictor(model, device=args.device, tile=args.tile, halo=args.halo,
-                     batch_size=args.batch_size, preset=args.preset, tta=args.tta)
+                     batch_size=args.batch_size, preset=args.preset, tta=args.tta,
+                     diameter=args.diameter, stain=args.stain)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -53,7 +54,8 @@ def cmd_predict(args) -> int:
             write_tiff(out / f"{path.stem}_labels.tif", labels)
             if args.prob:
                 write_tiff(out / f"{path.stem}_prob.tif", prob.astype(np.float32))
-            print(f"{path.name}: {int(labels.max())} objects -> {out / (path.stem + '_labels.tif')}")
+            print(f"{path.name}: {int(labels.max())} objects ({pred.last_settings.describe()}) "
+                  f"-> {out / (path.stem + '_labels.tif')}")
         except UNetError as err:
             failed += 1
             print(f"{path.name}: FAILED: {err}", file=sys.stderr)
@@ -135,6 +137,19 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def add_scale_options(parser) -> None:
+    """--diameter and --stain, shared by the commands that segment."""
+    from .stain import STAIN_CHOICES
+
+    parser.add_argument("--diameter", default="auto", metavar="auto|PX|none",
+                        help="typical nucleus diameter in px; images are resampled so their nuclei "
+                             "come to the model's own size. auto (default): estimated from each "
+                             "image; none: use the image as it is")
+    parser.add_argument("--stain", default="auto", choices=STAIN_CHOICES,
+                        help="auto (default: from the channels and the background), fluorescence, "
+                             "brightfield (inverted) or he (hematoxylin by colour deconvolution)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-unet", description="Segment nuclei with an exactly "
                                 "tiled U-Net, fine-tune it, and batch folders, without a screen.")
@@ -155,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--prob", action="store_true", help="also write probabilities")
     q.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over mirror images (4x slower, fewer errors)")
+    add_scale_options(q)
     q.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="compare label images with ground truth",

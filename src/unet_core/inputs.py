@@ -9,18 +9,16 @@ AXES_HELP = ("Give a 2D image (H, W), a colour image (H, W, 3 or 4), or a stack 
              "(Z, H, W) or (Z, H, W, C).")
 
 
-def as_planes(image, in_channels: int) -> tuple[np.ndarray, bool]:
-    """Arrange an image as planes of (H, W, C) with ``C == in_channels``.
+def arrange_planes(image) -> tuple[np.ndarray, bool]:
+    """Check an image and arrange it as planes (Z, H, W, C) of its own channels.
 
     Accepts (H, W), (H, W, C) with C <= 4, (Z, H, W) and (Z, H, W, C), any real or
-    bool dtype, numpy or array-likes (dask / zarr arrays are indexed lazily by the
-    caller when possible).  RGB(A) meets a grey model as the mean of R, G, B; grey
-    meets an RGB model repeated three times.  Other channel counts are an error.
+    bool dtype, numpy or array-likes (dask / zarr arrays are not read here).
 
     Returns
     -------
-    planes : ndarray or array-like, (Z, H, W, C)
-        A view where possible; no float copy is made here.
+    planes : array-like, (Z, H, W, C)
+        A view of the input; nothing is copied or converted.
     is_stack : bool
         Whether the input had a plane axis.
     """
@@ -49,6 +47,25 @@ def as_planes(image, in_channels: int) -> tuple[np.ndarray, bool]:
     else:
         raise InputError(f"Cannot segment an array of shape {tuple(image.shape)} ({nd}-D). "
                          + AXES_HELP + " Select a single channel or time point first.")
+    return planes, stack
+
+
+def as_planes(image, in_channels: int) -> tuple[np.ndarray, bool]:
+    """Arrange an image as planes of (H, W, C) with ``C == in_channels``.
+
+    Accepts (H, W), (H, W, C) with C <= 4, (Z, H, W) and (Z, H, W, C), any real or
+    bool dtype, numpy or array-likes (dask / zarr arrays are indexed lazily by the
+    caller when possible).  RGB(A) meets a grey model as the mean of R, G, B; grey
+    meets an RGB model repeated three times.  Other channel counts are an error.
+
+    Returns
+    -------
+    planes : ndarray or array-like, (Z, H, W, C)
+        A view where possible; no float copy is made here.
+    is_stack : bool
+        Whether the input had a plane axis.
+    """
+    planes, stack = arrange_planes(image)
     c = planes.shape[-1]
     if c == in_channels:
         return planes, stack

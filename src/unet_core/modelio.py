@@ -62,6 +62,22 @@ class Model:
         return self.card.get("normalization", {"low": 1.0, "high": 99.8})
 
     @property
+    def diameter(self) -> float | None:
+        """Median equivalent diameter (px) of the nuclei the model was trained on, or
+        None when the card does not say (then images are used at their own scale)."""
+        d = self.card.get("diameter")
+        return float(d) if d else None
+
+    @property
+    def diameter_range(self) -> tuple[float, float]:
+        """Nucleus diameters (px) the model segments as well as its own (card
+        ``diameter_range``; default within 10% of ``diameter``).  An estimated size in
+        this range is used without resampling."""
+        d = self.diameter or 0.0
+        lo, hi = self.card.get("diameter_range") or (d / 1.1, d * 1.1)
+        return float(lo), float(hi)
+
+    @property
     def outputs(self) -> list[str]:
         return list(self.card.get("outputs", DEFAULT_OUTPUTS))
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import logging
 import os
 from typing import Generator
@@ -10,10 +12,16 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .inputs import as_planes
+from .inputs import arrange_planes, as_planes
+from .instances import labels_to_grid, probs_to_labels
 from .modelio import Model, load_model
 from .normalize import apply_range, percentile_range
-from .progress import Progress, run_to_end
+from .progress import Progress, Stage, run_to_end
+from .resample import Resampled, resample, resampled_shape
+from .scale import (MAX_SCALE, MIN_SCALE, ImageSettings, Prepared, content_box, crop,
+                    overview)
+from .sizing import estimate_diameter_iter, parse_diameter
+from .stain import Stain, detect_stain, parse_stain, white_level
 from .tiling import CLASSIC, plan_grid
 
 log = logging.getLogger(__name__)
@@ -92,10 +100,19 @@ class Predictor:
         and up-down mirror images and its 180-degree rotation.  Four forward passes, so
         about 4x slower, for smoother maps and fewer split or merged nuclei.  Mirroring
         keeps the tiles' alignment, so the tiled result is still exact.
+    diameter : "auto", float or None
+        Nucleus diameter in the image's px.  The image is resampled so its nuclei come
+        to the model's own ``diameter`` (model card), segmented with the exact tiling
+        at that scale, and the results are brought back to the image's grid.  "auto"
+        (default) estimates it from the image (:mod:`unet_core.sizing`); None uses
+        the image as it is.
+    stain : str
+        "auto" (default: decided from the channels and the background),
+        "fluorescence", "brightfield" or "he" (see :mod:`unet_core.stain`).
     """
 
     def __init__(self, model="nuclei", device="auto", tile=None, halo=None, batch_size=None,
-                 preset=None, border=None, tta=False):
+                 preset=None, border=None, tta=False, diameter="auto", stain="auto"):
         if preset is not None:
             if preset not in PRESETS:
                 raise InputError(f"Unknown tiling preset {preset!r}; use one of {sorted(PRESETS)}.")
@@ -131,11 +148,25 @@ class Predictor:
             raise InputError(f"tile must be >= 1 px, got {tile}")
         self.tile = int(tile)
         self.tta = bool(tta)
+        self.diameter = parse_diameter(diameter)
+        self.stain = parse_stain(stain)
+        self.last_settings: ImageSettings | None = None
         self._bpp, self._budget, self._batch_size = bpp, budget, batch_size
         self.channels_last = self.device.type in ("cpu", "cuda")
         self.net = model.net.to(self.device).eval()
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+
+    def with_options(self, diameter=None, stain=None) -> "Predictor":
+        """A Predictor sharing this one's network and device, with another ``diameter``
+        and/or ``stain`` (None keeps this one's)."""
+        other = copy.copy(self)
+        if diameter is not None:
+            other.diameter = parse_diameter(diameter)
+        if stain is not None:
+            other.stain = parse_stain(stain)
+        other.last_settings = None
+        return other
 
     def grid(self, shape):
         """The :class:`~unet_core.tiling.TileGrid` used for an (H, W) plane."""
@@ -153,8 +184,71 @@ class Predictor:
         by_speed = (1 << 20) // (th * tw) if self.device.type == "cpu" else 8
         return int(max(1, min(8, len(grid), by_memory, by_speed)))
 
+    # -- per-image settings --------------------------------------------------------
+    def settings_for(self, image) -> ImageSettings:
+        """Stain, normalization and nucleus size for ``image``, decided once.
+
+        ``image`` is (H, W), (H, W, C) or a stack (then its middle plane decides);
+        numpy, dask or zarr (large images are read on a strided overview and a few
+        windows only).  Pass the result to :meth:`predict` / :meth:`segment` of any
+        block or copy of the same image to treat them all alike.
+        """
+        return run_to_end(self.settings_iter(image))
+
+    def settings_iter(self, image) -> Generator[Progress, None, ImageSettings]:
+        """Generator form of :meth:`settings_for` (yields while estimating the size)."""
+        planes, _ = arrange_planes(image)
+        return (yield from self._settings_iter(planes[planes.shape[0] // 2]))
+
+    def _settings_iter(self, plane):
+        norm = self.model.normalization
+        if self.model.config.in_channels != 1:
+            stain, white = Stain.FLUORESCENCE.value, 1.0
+        else:
+            ov = overview(plane)
+            stain = detect_stain(ov) if self.stain == "auto" else self.stain
+            white = white_level(ov) if stain == Stain.HE else 1.0
+        base = self._stained(plane, stain, white)
+        lo, hi = percentile_range(base, norm.get("low", 1.0), norm.get("high", 99.8))
+        model_d = self.model.diameter
+        diameter, estimated = None, False
+        if self.diameter == "auto" and model_d:
+            diameter = yield from estimate_diameter_iter(self, base, lo, hi)
+            estimated = diameter is not None
+        elif isinstance(self.diameter, float):
+            diameter = self.diameter
+            if not model_d:
+                log.warning("model %s records no nucleus diameter: the image is used at its "
+                            "own scale", self.model.name)
+        scale = 1.0
+        if diameter and model_d:
+            scale = float(np.clip(model_d / diameter, MIN_SCALE, MAX_SCALE))
+            lo_d, hi_d = self.model.diameter_range
+            if estimated and lo_d <= diameter <= hi_d:
+                # the network works over a range of sizes, and resampling changes the
+                # pixel noise it learnt to read: within its range, the image stays as is
+                scale = 1.0
+        return ImageSettings(diameter, scale, stain, lo, hi, white, estimated)
+
+    def _stained(self, plane, stain, white):
+        """The plane as the network's channels see it, before normalization."""
+        cin = self.model.config.in_channels
+        if stain == Stain.FLUORESCENCE and plane.shape[-1] == cin:
+            return plane
+        if cin != 1:
+            return as_planes(plane, cin)[0][0]
+        return Prepared(plane, stain, white)
+
+    def model_view(self, plane, settings: ImageSettings):
+        """A raw plane (H, W, C) at the network's scale and stain: a lazy (h, w, C_in)
+        view (or the plane itself when nothing changes)."""
+        base = self._stained(plane, settings.stain, settings.white)
+        if settings.scale == 1.0:
+            return base
+        return Resampled(base, resampled_shape(plane.shape[:2], settings.scale))
+
     # -- probabilities -------------------------------------------------------------
-    def predict_iter(self, image, out=None) -> Generator[Progress, None, np.ndarray]:
+    def predict_iter(self, image, out=None, settings=None) -> Generator[Progress, None, np.ndarray]:
         """Generator form of :meth:`predict`: yields a Progress per batch of tiles.
 
         Parameters
@@ -162,10 +256,13 @@ class Predictor:
         image : array, (H, W), (H, W, C), (Z, H, W) or (Z, H, W, C)
         out : array-like, optional
             Where to write, float32 (C, H, W) or (Z, C, H, W) (e.g. a zarr array).
+        settings : ImageSettings, optional
+            From :meth:`settings_for`; decided here when not given.
 
-        Returns (as the generator's value) float32 (C, H, W), or (Z, C, H, W) for stacks.
+        Returns (as the generator's value) float32 (C, H, W), or (Z, C, H, W) for stacks,
+        on the image's own pixel grid.
         """
-        planes, stack = as_planes(image, self.model.config.in_channels)
+        planes, stack = arrange_planes(image)
         z, h, w = planes.shape[:3]
         cout = self.model.config.out_channels
         shape = (z, cout, h, w) if stack else (cout, h, w)
@@ -173,26 +270,61 @@ class Predictor:
             out = np.empty(shape, np.float32)
         elif tuple(out.shape) != shape:
             raise InputError(f"out has shape {tuple(out.shape)}, expected {shape}")
-        grid = self.grid((h, w))
-        bs = self.batch_size_for(grid)
-        origins = grid.origins()
-        batches = [origins[i:i + bs] for i in range(0, len(origins), bs)]
-        total, done = z * len(batches), 0
-        yield Progress(0, total, "predict")
+        for k, prob_s, _, box in (yield from self._planes_iter(planes, settings,
+                                                                 out if stack else out[None])):
+            if prob_s is not None:
+                dst = out[k] if stack else out
+                dst[...] = 0
+                dst[(slice(None),) + box] = _to_grid(prob_s, _box_shape(box))
+        return out
+
+    def _planes_iter(self, planes, settings, out):
+        """Probabilities of every plane at the network's scale, inside the plane's
+        content box (:func:`~unet_core.scale.content_box`).  Yields Progress; returns a
+        list of (plane index, prob (C, h, w) at the network's scale, or None when it was
+        written into ``out[k]`` directly, settings, box)."""
+        z, h, w = planes.shape[:3]
+        as_planes(planes[:, :1, :1], self.model.config.in_channels)  # channel rules, on 1 px
+        boxes = [content_box(planes[k]) for k in range(z)]
+        if settings is None:
+            yield Progress(0, 1, Stage.ESTIMATE)
+            settings = yield from self._settings_iter(crop(planes[z // 2], boxes[z // 2]))
+            per_plane = z > 1
+        else:
+            per_plane = False
+        self.last_settings = settings
+        shapes = [resampled_shape((b[0].stop - b[0].start, b[1].stop - b[1].start), settings.scale)
+                  for b in boxes]
+        grids = {shape: self.grid(shape) for shape in set(shapes)}
+        n_batches = {shape: -(-len(g) // self.batch_size_for(g)) for shape, g in grids.items()}
+        total, done, results = sum(n_batches[sh] for sh in shapes), 0, []
+        yield Progress(0, total, Stage.PREDICT, {"settings": settings.as_record()})
         norm = self.model.normalization
+        cout = self.model.config.out_channels
         for k in range(z):
-            plane = planes[k]
-            lo, hi = percentile_range(plane, norm.get("low", 1.0), norm.get("high", 99.8))
-            target = out[k] if stack else out
-            for batch in batches:
-                x = np.stack([apply_range(grid.read(plane, o), lo, hi) for o in batch])
+            s, sub = settings, crop(planes[k], boxes[k])
+            if per_plane and k != z // 2:
+                lo, hi = percentile_range(self._stained(sub, s.stain, s.white),
+                                          norm.get("low", 1.0), norm.get("high", 99.8))
+                s = dataclasses.replace(s, low=lo, high=hi)
+            view = self.model_view(sub, s)
+            grid = grids[shapes[k]]
+            bs = self.batch_size_for(grid)
+            origins = grid.origins()
+            direct = (s.scale == 1.0 and out is not None
+                      and boxes[k] == (slice(0, h), slice(0, w)))
+            target = out[k] if direct else np.empty((cout,) + shapes[k], np.float32)
+            for i in range(0, len(origins), bs):
+                batch = origins[i:i + bs]
+                x = np.stack([apply_range(grid.read(view, o), s.low, s.high) for o in batch])
                 y = self._forward(x)
                 for o, tile_out in zip(batch, y):
                     dst, src = grid.core_slices(o)
                     target[(slice(None),) + dst] = tile_out[(slice(None),) + src]
                 done += 1
-                yield Progress(done, total, "predict", {"plane": k, "tiles": len(origins)})
-        return out
+                yield Progress(done, total, Stage.PREDICT, {"plane": k, "tiles": len(origins)})
+            results.append((k, None if direct else target, s, boxes[k]))
+        return results
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """(B, th, tw, C) float32 -> sigmoid probabilities (B, C_out, th, tw) float32."""
@@ -209,30 +341,58 @@ class Predictor:
                 y /= 4
         return y.cpu().contiguous().numpy()
 
-    def predict(self, image, out=None) -> np.ndarray:
+    def predict(self, image, out=None, settings=None) -> np.ndarray:
         """Probabilities float32 (C, H, W) (or (Z, C, H, W) for stacks) for any input."""
-        return run_to_end(self.predict_iter(image, out=out))
+        return run_to_end(self.predict_iter(image, out=out, settings=settings))
 
     # -- instances -----------------------------------------------------------------
-    def segment_iter(self, image, return_prob=False):
+    def segment_iter(self, image, return_prob=False, settings=None):
         """Generator form of :meth:`segment`; returns labels, or (labels, prob)."""
-        from .instances import probs_to_labels
-
-        prob = yield from self.predict_iter(image)
-        params = self.model.card.get("instances", {})
-        if prob.ndim == 3:
-            labels = probs_to_labels(prob, **params)
-        else:
-            labels = np.zeros((prob.shape[0],) + prob.shape[2:], np.uint32)
-            offset = 0
-            for k in range(prob.shape[0]):
-                yield Progress(k, prob.shape[0], "instances")
-                lab = probs_to_labels(prob[k], **params)
-                labels[k] = np.where(lab > 0, lab + offset, 0)
-                offset = int(labels[k].max(initial=offset))
-        yield Progress(1, 1, "instances")
+        planes, stack = arrange_planes(image)
+        z, h, w = planes.shape[:3]
+        cout = self.model.config.out_channels
+        prob = np.empty((z, cout, h, w), np.float32)
+        results = yield from self._planes_iter(planes, settings, prob)
+        params = self.instance_params
+        labels = np.zeros((z, h, w), np.uint32)
+        offset = 0
+        for k, prob_s, s, box in results:
+            yield Progress(k, z, Stage.INSTANCES)
+            lab = np.zeros((h, w), np.uint32)
+            if prob_s is None:
+                lab[...] = probs_to_labels(prob[k], **params)
+            else:
+                lab_s = probs_to_labels(prob_s, **params)
+                if s.scale != 1.0:
+                    lab_s = labels_to_grid(lab_s, prob_s, _box_shape(box),
+                                           params.get("fg_threshold", 0.5))
+                lab[box] = lab_s
+                if return_prob:
+                    prob[k] = 0
+                    prob[k][(slice(None),) + box] = _to_grid(prob_s, _box_shape(box))
+            labels[k] = np.where(lab > 0, lab + offset, 0)
+            offset = int(labels[k].max(initial=offset))
+        yield Progress(z, z, Stage.INSTANCES)
+        if not stack:
+            labels, prob = labels[0], prob[0]
         return (labels, prob) if return_prob else labels
 
-    def segment(self, image, return_prob=False):
+    @property
+    def instance_params(self) -> dict:
+        """Keyword arguments of :func:`~unet_core.instances.probs_to_labels` from the card."""
+        return dict(self.model.card.get("instances", {}))
+
+    def segment(self, image, return_prob=False, settings=None):
         """Instance labels uint32 (H, W) (or (Z, H, W)), 0 = background."""
-        return run_to_end(self.segment_iter(image, return_prob=return_prob))
+        return run_to_end(self.segment_iter(image, return_prob=return_prob, settings=settings))
+
+
+def _box_shape(box) -> tuple[int, int]:
+    return box[0].stop - box[0].start, box[1].stop - box[1].start
+
+
+def _to_grid(prob_s: np.ndarray, shape) -> np.ndarray:
+    """(C, h, w) probabilities at the network's scale -> (C, H, W) on the image grid."""
+    if prob_s.shape[1:] == tuple(shape):
+        return prob_s
+    return np.moveaxis(resample(np.moveaxis(prob_s, 0, -1), shape), -1, 0)

@@ -8,9 +8,21 @@ not asking for the next item (``gen.close()``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable, Generator, TypeVar
 
 T = TypeVar("T")
+
+
+class Stage(str, Enum):
+    """Stages of the Predictor's long work (equal to their plain string values)."""
+
+    ESTIMATE = "estimate"    # deciding stain, normalization and nucleus size
+    PREDICT = "predict"      # tiles through the network
+    INSTANCES = "instances"  # probabilities to instance labels
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)

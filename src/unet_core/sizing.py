@@ -1,0 +1,119 @@
+"""Estimating the nucleus size of an image, so it can be brought to the model's.
+
+A U-Net sees nuclei at one scale: trained on ~20 px nuclei it cuts 50 px nuclei into
+pieces, although it still finds their foreground.  So the estimate works in two passes
+on a few probe windows (never the whole of a large image):
+
+1. at the image's own scale, the foreground's distance-transform peaks give the size
+   (:func:`~unet_core.scale.distance_diameter`: robust to touching nuclei and to the
+   wrong partition of a mis-scaled image); where that size is already close to the
+   model's, the labels' median equivalent diameter is used directly;
+2. otherwise the probe windows are resampled to that first guess and segmented again;
+   at the right scale the partition holds, and the labels' median equivalent diameter
+   (back in the image's px) is the estimate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+from .normalize import apply_range
+from .progress import Progress, Stage
+from .resample import Resampled, resampled_shape
+from .scale import (MAX_DIAMETER, MAX_SCALE, MIN_DIAMETER, MIN_SCALE, distance_diameter,
+                    equivalent_diameters, probe_windows)
+
+#: Side (px, at the network's scale) and number of the probe windows.
+PROBE_SIDE, PROBE_COUNT = 512, 2
+#: Scales of the first look (1/4 sees 100 px nuclei at 25 px).
+FIRST_SCALES = (1.0, 0.5, 0.25)
+#: A first guess within this factor of the model's size is used at the image's scale.
+_CLOSE = 1.25
+
+
+def parse_diameter(value):
+    """"auto" (also "", "estimate"), None / "none" / 0 (image scale) or a float in px."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("auto", "", "estimate"):
+            return "auto"
+        if v in ("none", "off", "0"):
+            return None
+        try:
+            value = float(v)
+        except ValueError:
+            raise InputError(f"diameter must be 'auto', 'none' or a number of px, got {value!r}") from None
+    value = float(value)
+    if value == 0:
+        return None
+    if not (MIN_DIAMETER <= value <= MAX_DIAMETER):
+        raise InputError(f"diameter {value:g} px is outside {MIN_DIAMETER:g}-{MAX_DIAMETER:g} px; "
+                         "give the typical nucleus width in the image's pixels, or 'auto'.")
+    return value
+
+
+def _probe(pred, base, lo, hi, scale: float, side: int):
+    """Probabilities and labels of the probe windows (``side`` px of the image) of
+    ``base`` (H, W, C_in) at ``scale``: list of (prob (C, h, w), labels (h, w))."""
+    from .instances import probs_to_labels
+
+    h, w = base.shape[:2]
+
+    def score(win):
+        sample = np.asarray(base[win[0].start:win[0].stop:8, win[1].start:win[1].stop:8])
+        return float((apply_range(sample, lo, hi) > 0.5).mean())
+
+    out = []
+    for win in probe_windows((h, w), min(side, max(h, w)), PROBE_COUNT, score):
+        crop = np.asarray(base[win])
+        if scale != 1.0:
+            crop = Resampled(crop, resampled_shape(crop.shape[:2], scale))[:, :]
+        x = apply_range(crop, lo, hi)
+        grid = pred.grid(x.shape[:2])
+        prob = np.empty((pred.model.config.out_channels,) + x.shape[:2], np.float32)
+        for o in grid.origins():
+            y = pred._forward(grid.read(x, o)[None])[0]
+            dst, src = grid.core_slices(o)
+            prob[(slice(None),) + dst] = y[(slice(None),) + src]
+        out.append((prob, probs_to_labels(prob, **pred.instance_params)))
+    return out
+
+
+def estimate_diameter_iter(pred, base, lo, hi):
+    """Nucleus diameter (px) of the image ``base`` (H, W, C_in, stain-converted, any
+    array-like) for the Predictor ``pred``; yields Progress, returns a float or None
+    when no nucleus was found.
+
+    The first pass looks at the probe windows at the image's scale and shrunk 2x and
+    4x (a network that cuts a 70 px nucleus into pieces still sees it whole at 1/4);
+    it keeps the look whose foreground size is nearest the model's own.
+    """
+    model_d = float(pred.model.diameter)
+    fg_thr = pred.instance_params.get("fg_threshold", 0.5)
+    total = len(FIRST_SCALES) + 1
+    looks = []
+    for i, s in enumerate(FIRST_SCALES):
+        yield Progress(i, total, Stage.ESTIMATE)
+        if PROBE_SIDE * s < 64 and looks:
+            break
+        probes = _probe(pred, base, lo, hi, s, PROBE_SIDE)
+        seen = [distance_diameter(p[0] > fg_thr) for p, _ in probes]
+        seen = [d for d in seen if d]
+        if seen:
+            looks.append((abs(np.log(np.median(seen) / model_d)), s, float(np.median(seen)) / s, probes))
+    if not looks:
+        return None
+    _, first_scale, guess, probes = min(looks, key=lambda t: t[0])
+    scale = float(np.clip(model_d / guess, MIN_SCALE, MAX_SCALE))
+    yield Progress(len(FIRST_SCALES), total, Stage.ESTIMATE, {"first_guess": guess})
+    if 1 / _CLOSE <= scale / first_scale <= _CLOSE:
+        scale = first_scale
+    else:
+        probes = _probe(pred, base, lo, hi, scale, int(PROBE_SIDE / scale))
+    diams = np.concatenate([equivalent_diameters(lab) for _, lab in probes])
+    yield Progress(total, total, Stage.ESTIMATE)
+    if diams.size == 0:
+        return float(np.clip(guess, MIN_DIAMETER, MAX_DIAMETER))
+    return float(np.clip(np.median(diams) / scale, MIN_DIAMETER, MAX_DIAMETER))
