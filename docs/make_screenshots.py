@@ -3,7 +3,8 @@
 Run under a display (``xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py``).
 Uses the bundled "nuclei" model when installed, otherwise a tiny random U-Net (whose
 labels are then meaningless, but the widgets look the same).  Writes
-``docs/images/segment.png`` and ``docs/images/batch.png``.
+``docs/images/segment.png``, ``docs/images/segment_diameter.png`` (large nuclei, the
+estimated diameter filled in) and ``docs/images/batch.png``.
 """
 from __future__ import annotations
 
@@ -95,6 +96,20 @@ def main() -> None:
     seg.run_bar.run_button.click()
     _wait(seg)
     viewer.screenshot(path=str(OUT / "segment.png"), canvas_only=False)
+
+    # nuclei three times the size the model was trained at: Estimate finds their size,
+    # and the run resamples the image to the model's size and back
+    big, _ = synthetic_nuclei((768, 768), seed=31, radius_range=(26.0, 34.0), density=0.35,
+                              haze=0.0)
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    viewer.add_image(big, name="large nuclei")
+    seg.image_combo.setCurrentText("large nuclei")
+    seg.scale.estimate_button.click()
+    _wait(seg)
+    seg.run_bar.run_button.click()
+    _wait(seg)
+    viewer.screenshot(path=str(OUT / "segment_diameter.png"), canvas_only=False)
 
     viewer.window.remove_dock_widget("all")
     _, batch = viewer.window.add_plugin_dock_widget("napari-unet", "Batch")

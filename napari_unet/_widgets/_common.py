@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 TILINGS = (("exact (default)", "exact"), ("classic 128 -> 256", "classic"), ("custom", "custom"))
 
 #: What the user reads for an engine stage.
-STAGE_TEXT = {"load": "Loading model", "predict": "Predicting tiles",
+STAGE_TEXT = {"load": "Loading model", "estimate": "Estimating nucleus size",
+              "predict": "Predicting tiles",
               "instances": "Separating nuclei", "file": "Segmenting", "batch": "Segmenting"}
 
 
@@ -81,12 +82,14 @@ class PredictorCache:
 @dataclass
 class SegmentResult:
     """What a segment job returns: labels uint32 (H, W) / (Z, H, W), probabilities
-    float32 (C, H, W) / (Z, C, H, W), seconds taken and the model's name."""
+    float32 (C, H, W) / (Z, C, H, W), seconds taken, the model's name and the
+    image's settings (diameter, scale, stain)."""
 
     labels: np.ndarray
     prob: np.ndarray
     seconds: float
     model: str
+    settings: object = None
 
 
 def layer_pixels(layer):
@@ -94,17 +97,26 @@ def layer_pixels(layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def segment_job(cache: PredictorCache, key: PredictorKey, data):
+def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto", stain="auto"):
     """Generator job: load (or reuse) the predictor, then segment ``data``.
 
     Yields Progress (stage "load", then the engine's); returns a :class:`SegmentResult`.
     """
     yield Progress(0, 1, "load")
-    pred = cache.get(key)
+    pred = cache.get(key).with_options(diameter=diameter, stain=stain)
     t0 = time.perf_counter()
     image = np.asarray(data)      # dask / zarr data is read here, off the GUI thread
     labels, prob = yield from pred.segment_iter(image, return_prob=True)
-    return SegmentResult(labels, prob, time.perf_counter() - t0, pred.model.name)
+    return SegmentResult(labels, prob, time.perf_counter() - t0, pred.model.name,
+                         pred.last_settings)
+
+
+def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):
+    """Generator job: the image's :class:`~unet_core.scale.ImageSettings` with an
+    estimated nucleus diameter."""
+    yield Progress(0, 1, "load")
+    pred = cache.get(key).with_options(diameter="auto", stain=stain)
+    return (yield from pred.settings_iter(data))
 
 
 def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, **kwargs):

@@ -5,11 +5,12 @@ from pathlib import Path
 
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
-                            QProgressBar, QPushButton, QSizePolicy, QToolButton, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
+                            QLabel, QLineEdit, QProgressBar, QPushButton, QSizePolicy, QToolButton,
+                            QVBoxLayout, QWidget)
 
 from unet_core import Progress, list_models
+from unet_core.stain import STAIN_CHOICES
 
 from ._common import STAGE_TEXT, available_devices
 
@@ -123,6 +124,56 @@ def tta_check(parent=None) -> QCheckBox:
     box.setToolTip("Average the network over each image and its mirror images: fewer split or "
                    "merged nuclei, four times the compute")
     return box
+
+
+class ScaleControls(QWidget):
+    """Nucleus size (a diameter in px, or "auto") with an Estimate button, and the stain.
+
+    ``size_row`` and ``stain_combo`` go in a form; ``estimate`` is the button's signal.
+    """
+
+    estimate = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.diameter_spin = QDoubleSpinBox()
+        self.diameter_spin.setRange(0.0, 600.0)
+        self.diameter_spin.setDecimals(1)
+        self.diameter_spin.setSuffix(" px")
+        self.diameter_spin.setSpecialValueText("auto")
+        self.diameter_spin.setToolTip(
+            "Typical nucleus diameter in the image's pixels. The image is resampled so its "
+            "nuclei come to the size the model was trained at.\nauto: estimated from each "
+            "image (Estimate shows the value, which you may then change).")
+        self.estimate_button = QPushButton("Estimate")
+        self.estimate_button.setToolTip("Estimate the nucleus diameter of the chosen image")
+        self.estimate_button.clicked.connect(self.estimate)
+        self.size_row = QWidget(self)
+        row = QHBoxLayout(self.size_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.diameter_spin, 1)
+        row.addWidget(self.estimate_button)
+        self.stain_combo = QComboBox()
+        self.stain_combo.addItems(STAIN_CHOICES)
+        self.stain_combo.setToolTip(
+            "auto: decided from the channels and the background\nfluorescence: bright nuclei "
+            "on dark\nbrightfield: dark nuclei on bright (inverted)\nhe: H&E colour image "
+            "(hematoxylin by colour deconvolution)")
+
+    def diameter(self):
+        """"auto" or the diameter in px."""
+        value = self.diameter_spin.value()
+        return "auto" if value == 0 else float(value)
+
+    def stain(self) -> str:
+        return self.stain_combo.currentText()
+
+    def show_estimate(self, settings) -> None:
+        """Fill in an estimate (an :class:`~unet_core.scale.ImageSettings`)."""
+        if settings.diameter:
+            self.diameter_spin.setValue(round(settings.diameter, 1))
+        if self.stain_combo.currentText() == "auto":
+            self.stain_combo.setToolTip(f"auto chose: {settings.stain}")
 
 
 class FolderEdit(QWidget):

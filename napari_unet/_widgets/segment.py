@@ -6,9 +6,11 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QSpinBox,
                             QVBoxLayout, QWidget)
 
-from ._common import (TILINGS, PredictorCache, PredictorKey, describe_error, layer_pixels,
-                      segment_job)
-from ._controls import ModelPicker, RunBar, device_combo, start_job, tta_check
+from unet_core.scale import ImageSettings
+
+from ._common import (TILINGS, PredictorCache, PredictorKey, describe_error, estimate_job,
+                      layer_pixels, segment_job)
+from ._controls import ModelPicker, RunBar, ScaleControls, device_combo, start_job, tta_check
 
 
 def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
@@ -88,12 +90,15 @@ class SegmentWidget(QWidget):
         outputs.addWidget(self.prob_check)
         outputs.addStretch(1)
         self.tta_check = tta_check()
+        self.scale = ScaleControls(self)
         self.run_bar = RunBar()
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Image", self.image_combo)
         form.addRow("Model", self.model_picker)
+        form.addRow("Nucleus size", self.scale.size_row)
+        form.addRow("Stain", self.scale.stain_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Tiling", self.tiling_combo)
         form.addRow("", self.custom_row)
@@ -108,6 +113,7 @@ class SegmentWidget(QWidget):
         self.labels_check.toggled.connect(self._on_outputs_changed)
         self.prob_check.toggled.connect(self._on_outputs_changed)
         self.run_bar.run.connect(self._on_run)
+        self.scale.estimate.connect(self._on_estimate)
         self.run_bar.cancel.connect(self._on_cancel)
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered, events.renamed):
@@ -163,21 +169,35 @@ class SegmentWidget(QWidget):
                                                   or self.prob_check.isChecked())
         self.run_bar.run_button.setEnabled(ready and not self.running)
 
-    def _on_run(self) -> None:
+    def _ready(self):
+        """(image layer, predictor key) when a job can start, else None (with a message)."""
         layer = self.image_layer()
         if self.running:
-            return
+            return None
         if layer is None:
             show_error("Open an image and choose it under 'Image' first.")
-            return
+            return None
         key = self.predictor_key()
         if key.model is None:
             show_error("No model is installed: choose a model folder with Model > Browse...")
-            return
+            return None
         self._source, self._ending = layer, ("Done", "Done")
-        self._want = (self.labels_check.isChecked(), self.prob_check.isChecked())
-        start_job(self, f"Segmenting {layer.name}", segment_job, self._cache, key,
-                  layer_pixels(layer))
+        return layer, key
+
+    def _on_run(self) -> None:
+        ready = self._ready()
+        if ready:
+            layer, key = ready
+            self._want = (self.labels_check.isChecked(), self.prob_check.isChecked())
+            start_job(self, f"Segmenting {layer.name}", segment_job, self._cache, key,
+                      layer_pixels(layer), self.scale.diameter(), self.scale.stain())
+
+    def _on_estimate(self) -> None:
+        ready = self._ready()
+        if ready:
+            layer, key = ready
+            start_job(self, f"Estimating the nuclei of {layer.name}", estimate_job, self._cache,
+                      key, layer_pixels(layer), self.scale.stain())
 
     def _on_cancel(self) -> None:
         if self._worker is not None:
@@ -187,6 +207,10 @@ class SegmentWidget(QWidget):
         self.run_bar.report(p)
 
     def _on_returned(self, result) -> None:
+        if isinstance(result, ImageSettings):
+            self.scale.show_estimate(result)
+            self._ending = ("Done", f"Estimate: {result.describe()}")
+            return
         src = self._source
         place = {"scale": src.scale, "translate": src.translate}
         want_labels, want_prob = self._want
@@ -198,8 +222,9 @@ class SegmentWidget(QWidget):
                             dict(place, colormap="magma", contrast_limits=(0.0, 1.0),
                                  blending="additive"))
         n = int(result.labels.max(initial=0))
+        how = f"; {result.settings.describe()}" if result.settings else ""
         self._ending = ("Done", f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "
-                                f"({result.model})")
+                                f"({result.model}{how})")
 
     def _on_errored(self, exc) -> None:
         message = describe_error(exc)

@@ -107,6 +107,17 @@ def equivalent_diameters(labels: np.ndarray, drop_edge: bool = True) -> np.ndarr
     return 2.0 * np.sqrt(areas / np.pi)
 
 
+def labels_diameter(labels: np.ndarray, mask: np.ndarray | None = None) -> float | None:
+    """Median equivalent diameter (px) of the objects in ``labels`` (H, W) that lie in
+    ``mask`` (all when None); None when there are none."""
+    lab = np.asarray(labels)
+    if mask is not None:
+        lab = np.where(np.asarray(mask, bool), lab, 0)
+    areas = np.bincount(lab.ravel().astype(np.int64))[1:]
+    areas = areas[areas > 0]
+    return float(np.median(2 * np.sqrt(areas / np.pi))) if areas.size else None
+
+
 def distance_diameter(foreground: np.ndarray) -> float | None:
     """Nucleus diameter (px) from a foreground mask, robust to touching nuclei.
 

@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from skimage.color import hed_from_rgb  # noqa: F401  (skimage's H&E vectors exist)
 
 from conftest import lively_unet
 from unet_core import InputError, Model, Predictor, load_model
@@ -13,24 +12,7 @@ from unet_core.metrics import evaluate
 from unet_core.resample import Resampled, nearest_labels, resample, resampled_shape
 from unet_core.scale import content_box
 from unet_core.stain import convert, detect_stain
-from unet_core.synthetic import synthetic_nuclei
-
-
-def render_he(image, labels, seed=0):
-    """Synthetic H&E from a fluorescence image: hematoxylin optical density follows the
-    nuclear stain, eosin a smooth pink everywhere; RGB by Beer-Lambert (uint8)."""
-    from scipy import ndimage as ndi
-    from skimage.color import rgb_from_hed
-
-    rng = np.random.default_rng(seed)
-    x = image.astype(np.float32)
-    lo, hi = np.percentile(x, [1, 99.8])
-    h = np.clip((x - lo) / (hi - lo), 0, 1) * 1.2
-    e = 0.35 + 0.15 * ndi.gaussian_filter(rng.normal(size=x.shape), 8) / 0.02
-    e = np.clip(e, 0.1, 0.8) * np.where(labels > 0, 0.6, 1.0)
-    od = h[..., None] * rgb_from_hed[0] + e[..., None] * rgb_from_hed[1]
-    rgb = 245 * np.exp(-od) + rng.normal(0, 2, od.shape)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+from unet_core.synthetic import render_he, synthetic_nuclei
 
 
 @pytest.mark.parametrize("scale", [0.37, 0.5, 1.6, 2.0])
@@ -130,3 +112,36 @@ def test_brightfield_and_he_segment_like_fluorescence(bundled):
         out = bundled.segment(image)
         assert bundled.last_settings.stain == stain
         assert evaluate(out, labels)["ap50"] > evaluate(base, labels)["ap50"] - 0.1
+
+
+def test_training_examples_come_to_the_model_size_and_stain(rng):
+    """Fine-tuning sees examples as the Predictor shows them: outside the model's size
+    range they are resampled to its diameter (measured on their own labels)."""
+    from unet_core.training.dataset import Example
+    from unet_core.training.scaling import to_model_scale, training_diameter
+
+    model = Model(lively_unet(depth=2, base_filters=4, out_channels=3), card={"diameter": 12.0})
+    pred = Predictor(model, device="cpu")
+    for radius, resized in ((20.0, True), (6.0, False)):
+        image, labels = synthetic_nuclei((200, 200), seed=2, radius_range=(radius, radius * 1.05),
+                                         density=0.3)
+        ex = Example("e", image.max() - image, labels, np.ones(labels.shape, bool))
+        out = to_model_scale(ex, pred)
+        assert out.record["stain"] == "brightfield"
+        assert out.image.dtype == np.float32 and out.image.shape == out.labels.shape
+        assert (out.image.shape != labels.shape) == resized
+        assert set(np.unique(out.labels)) <= set(np.unique(labels))
+        assert abs(training_diameter([out]) / (12.0 if resized else 2 * radius) - 1) < 0.25
+
+
+def test_scale_augmentation_resamples_crops(rng):
+    from unet_core.training.augment import AugmentConfig, reviewed_points, scaled_crop
+
+    image, labels = synthetic_nuclei((256, 256), seed=3, radius_range=(8.0, 9.0))
+    img = image[..., None].astype(np.float32)
+    mask = np.ones(labels.shape, bool)
+    cfg = AugmentConfig(scale_p=1.0, scale_range=(0.5, 0.5))
+    out_img, out_lab, out_msk = scaled_crop(img, labels, mask, 64, rng, reviewed_points(mask), 0.9, cfg)
+    assert out_img.shape == (64, 64, 1) and out_lab.shape == out_msk.shape == (64, 64)
+    ids, areas = np.unique(out_lab[out_lab > 0], return_counts=True)
+    assert np.median(areas) < 0.5 * np.pi * 8.5 ** 2     # nuclei shrunk to half their width

@@ -178,3 +178,26 @@ def test_tta_checkbox_reaches_the_predictor(segment, qtbot, notifications, tiny_
     expect = Predictor(tiny_model, device="cpu", tta=True).predict(image)[0]
     np.testing.assert_allclose(viewer.layers["nuclei probabilities"].data, expect, atol=1e-5)
     assert not _errors(notifications)
+
+
+def test_estimate_fills_the_diameter_and_runs_use_it(segment, qtbot):
+    """Estimate shows the image's nucleus size (which the user may change); a run says
+    which diameter and stain it used."""
+    from unet_core import load_model
+
+    viewer, widget = segment
+    widget.model_picker.set_model(load_model("nuclei").path)
+    image, labels = synthetic_nuclei((256, 256), seed=4, radius_range=(13.0, 15.0), density=0.3,
+                                     haze=0.0)
+    viewer.add_image(image, name="big nuclei")
+    assert widget.scale.diameter() == "auto" and widget.scale.stain() == "auto"
+    widget.scale.estimate_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    true_d = np.median(2 * np.sqrt(np.bincount(labels.ravel())[1:] / np.pi))
+    assert abs(widget.scale.diameter() / true_d - 1) < 0.2
+    assert "estimated" in widget.run_bar.status.text()
+    widget.scale.diameter_spin.setValue(40.0)      # the user overrides it
+    _run(qtbot, widget)
+    assert "diameter 40.0 px, scale" in widget.run_bar.status.text()
+    assert "stain fluorescence" in widget.run_bar.status.text()
+    assert viewer.layers["big nuclei labels"].data.max() > 10

@@ -34,6 +34,8 @@ class AugmentConfig:
     noise_std: tuple = (0.0, 0.08)
     blur_p: float = 0.2
     blur_sigma: tuple = (0.5, 1.2)
+    scale_p: float = 0.0              # resample the crop (nuclei sizes, interpolated pixels)
+    scale_range: tuple = (0.5, 2.0)   # log-uniform factor of the resampling
 
     @classmethod
     def from_value(cls, value) -> "AugmentConfig | None":
@@ -91,6 +93,23 @@ def random_crop(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, size: i
         lab = np.pad(lab, pad)
         msk = np.pad(msk, pad)
     return np.ascontiguousarray(img, np.float32), np.ascontiguousarray(lab), np.ascontiguousarray(msk)
+
+
+def scaled_crop(image, labels, mask, size: int, rng, points, reviewed_fraction, cfg):
+    """A ``size`` crop resampled by a random factor of ``cfg.scale_range`` (with
+    probability ``cfg.scale_p``): a ``size / factor`` window brought to ``size`` px,
+    the image linearly (as the Predictor resamples), labels and mask by nearest
+    neighbour.  Teaches the network other nucleus sizes and interpolated pixels."""
+    from ..resample import Resampled, nearest_labels
+
+    if cfg is None or cfg.scale_p <= 0 or rng.random() >= cfg.scale_p:
+        return random_crop(image, labels, mask, size, rng, points, reviewed_fraction)
+    lo, hi = np.log(cfg.scale_range[0]), np.log(cfg.scale_range[1])
+    window = max(8, int(round(size / np.exp(rng.uniform(lo, hi)))))
+    img, lab, msk = random_crop(image, labels, mask, window, rng, points, reviewed_fraction)
+    img = Resampled(img, (size, size))[:, :]
+    return (img, nearest_labels(lab, (size, size)),
+            nearest_labels(msk.astype(np.uint8), (size, size)) > 0)
 
 
 def _elastic(image, labels, mask, rng, cfg: AugmentConfig):

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import ImageFileError, InputError, UNetError
 from ..fileio import IMAGE_SUFFIXES, atomic_write, read_image, write_tiff
+from ..scale import labels_diameter
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,8 @@ class TrainingSet:
             "source": None if source is None else str(source), "region": _region_json(region),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "shape": list(image.shape), "dtype": str(image.dtype),
-            "n_objects": int((ids > 0).sum()), "reviewed_pixels": int(mask.sum()), "files": files,
+            "n_objects": int((ids > 0).sum()), "reviewed_pixels": int(mask.sum()),
+            "diameter": labels_diameter(labels, mask), "files": files,
         }
         with atomic_write(folder / RECORD_NAME) as tmp:
             tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -23,6 +23,7 @@ from ..modelio import CARD_NAME, Model, bundled_model_dir, load_model, make_card
 from ..progress import Progress, run_to_end
 from .checkpoint import discard_dir
 from .dataset import TrainingSet, as_example
+from .scaling import to_model_scale, training_diameter
 from .train import train_iter
 from .validate import evaluate_iter
 
@@ -101,7 +102,8 @@ def _score(metrics: dict | None) -> tuple:
 
 
 def _summary(examples) -> list[dict]:
-    return [{"id": e.id, "source": e.record.get("source"), "n_objects": e.record.get("n_objects")}
+    keep = ("source", "n_objects", "diameter", "scale", "stain")
+    return [{"id": e.id, **{k: e.record.get(k) for k in keep if k in e.record or k in keep[:2]}}
             for e in examples]
 
 
@@ -166,11 +168,20 @@ def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
     if not train:
         raise InputError("There are no usable training examples"
                          + (f" ({len(problems)} could not be read)." if problems else "."))
+    # the examples as the network will see them at prediction: its stain and size
+    from ..predict import Predictor
+
+    viewer = Predictor(model, device="cpu")
+    train = [to_model_scale(e, viewer) for e in train]
+    val = [to_model_scale(e, viewer) for e in val]
     before = yield from evaluate_iter(model, val, device, stage="validate-base")
     net = copy.deepcopy(model.net)
     card = make_card(net.config, name or out.name, normalization=model.normalization,
                      instances=model.card.get("instances"), parent=model.name,
-                     description=description or f"{model.name} fine-tuned on {len(train)} examples")
+                     description=description or f"{model.name} fine-tuned on {len(train)} examples",
+                     diameter=model.diameter)
+    if model.card.get("diameter_range"):
+        card["diameter_range"] = model.card["diameter_range"]
     gen = train_iter(
         net, train, val, steps=steps, max_seconds=max_seconds, lr=lr, batch_size=batch_size,
         crop=crop, seed=seed, checkpoint_dir=out / CHECKPOINTS, checkpoint_every=checkpoint_every,
@@ -303,7 +314,8 @@ def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_example
         net.load_state_dict(start.net.state_dict())
     card = make_card(cfg, rest.get("name") or out.name, normalization=rest.get("normalization"),
                      instances=rest.get("instances"),
-                     description=rest.get("description") or f"U-Net trained on {len(train)} examples")
+                     description=rest.get("description") or f"U-Net trained on {len(train)} examples",
+                     diameter=training_diameter(train))
     result = yield from train_iter(net, train, val, checkpoint_dir=out / CHECKPOINTS, resume=resume,
                                    card=card, device=device, **params)
     card["training"] = {"mode": "scratch", "date": _now(), "examples": _summary(train),

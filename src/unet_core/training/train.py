@@ -24,7 +24,7 @@ from ..modelio import Model, make_card
 from ..normalize import normalize
 from ..predict import resolve_device
 from ..progress import Progress
-from .augment import AugmentConfig, augment as augment_crop, random_crop, reviewed_points
+from .augment import AugmentConfig, augment as augment_crop, reviewed_points, scaled_crop
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .dataset import Example, as_example
 from .loss import masked_bce_dice_loss
@@ -73,7 +73,7 @@ def _batch(data, p, batch_size, crop, rng, aug, reviewed_fraction, out_channels)
     xs, ys, ms = [], [], []
     for k in rng.choice(len(data), size=batch_size, p=p):
         img, lab, msk, pts = data[k]
-        img, lab, msk = random_crop(img, lab, msk, crop, rng, pts, reviewed_fraction)
+        img, lab, msk = scaled_crop(img, lab, msk, crop, rng, pts, reviewed_fraction, aug)
         if aug is not None:
             img, lab, msk = augment_crop(img, lab, msk, rng, aug)
         xs.append(img.transpose(2, 0, 1))

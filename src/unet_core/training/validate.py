@@ -42,7 +42,9 @@ def evaluate_iter(model: Model, examples: Sequence[Example], device="cpu", stage
     if not examples:
         return {}
     net = copy.deepcopy(model.net).eval()
-    pred = Predictor(Model(net=net, card=model.card, path=None), device=device)
+    # examples are already at the network's size and stain (training.scaling)
+    pred = Predictor(Model(net=net, card=model.card, path=None), device=device, diameter=None,
+                     stain="fluorescence")
     rows = []
     yield Progress(0, len(examples), stage)
     for i, ex in enumerate(examples):
