@@ -24,7 +24,7 @@ from .scale import (MAX_DIAMETER, MAX_SCALE, MIN_DIAMETER, MIN_SCALE, distance_d
                     equivalent_diameters, probe_windows)
 
 #: Side (px, at the network's scale) and number of the probe windows.
-PROBE_SIDE, PROBE_COUNT = 512, 2
+PROBE_SIDE, PROBE_COUNT = 512, 1
 #: Scales of the first look (1/4 sees 100 px nuclei at 25 px).
 FIRST_SCALES = (1.0, 0.5, 0.25)
 #: A first guess within this factor of the model's size is used at the image's scale.
