@@ -62,7 +62,10 @@ def run_one(method: str, size: int, task: str, save: str | None, threads: int = 
 
     backend, precision = METHODS[method]
     image = _image(size)
-    pred = Predictor(load_model("nuclei"), device="cpu", backend=backend, precision=precision)
+    # diameter=None: the network on the image as it is (no size estimate or resampling),
+    # so every method does the same work
+    pred = Predictor(load_model("nuclei"), device="cpu", backend=backend, precision=precision,
+                     diameter=None)
     grid = pred.grid(image.shape)
     shape = (pred.batch_size_for(grid), 1) + grid.tile_shape
     t0 = time.perf_counter()
@@ -116,6 +119,7 @@ def quality() -> dict:
             continue
         pred = Predictor(model, device="cpu", backend=backend, precision=precision)
         labels, prob = pred.segment(image, return_prob=True)
+        out.setdefault("settings", pred.last_settings.describe())
         if ref_labels is None:
             ref_labels, ref_prob = labels, prob
         score = evaluate(labels, truth)

@@ -77,7 +77,8 @@ def test_export_is_cached_per_content_hash_and_first_call_cost_is_reported():
     assert pred.engine is None     # nothing exported before the first image
     gen = pred.predict_iter(_image((64, 64)))
     compile_steps = [p for p in gen if p.stage == "compile"]
-    assert [p.done for p in compile_steps] == [0, 1]
+    # export and load first, then the compile for the tile shape (OpenVINO compiles per shape)
+    assert [p.done for p in compile_steps] in ([0, 1], [0, 1, 0, 1])
     info = compile_steps[-1].info
     assert info["backend"] == FAST[0] and info["exported"] and info["seconds"] > 0
     assert [f.name for f in _onnx_files() if f.name.startswith(key)] == [f"{key}.v1.onnx"]
