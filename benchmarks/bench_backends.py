@@ -170,7 +170,8 @@ def main(argv=None):
             order = jobs[:]
             rnd.shuffle(order)
             for m, s, task in order:
-                save = str(Path(tmp) / f"{m}-{s}.npy") if rep == 0 and task == "predict" and s <= 2048 else "-"
+                keep = rep == 0 and task == "predict" and s <= 2048   # for the differences
+                save = str(Path(tmp) / f"{m}-{s}.npy") if keep else "-"
                 out = subprocess.run([sys.executable, __file__, "--one", m, str(s), task, save,
                                       str(args.threads)],
                                      capture_output=True, text=True, env=env)

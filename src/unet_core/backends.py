@@ -83,8 +83,8 @@ def resolve(backend: str = "auto", precision: str = "auto", device="cpu") -> tup
     """The (backend, precision) that ``backend`` and ``precision`` mean on ``device``.
 
     On a GPU the network stays in PyTorch (on CUDA "amp": its mixed precision, "bf16"
-    forces bfloat16, "f32" turns it off).  On a CPU "auto" is the fastest installed backend and bf16 only where the CPU
-    executes it natively.  A backend asked for by name but not installed is returned as
+    forces bfloat16, "f32" turns it off).  On a CPU "auto" is the fastest installed
+    backend, and bf16 only where the CPU executes it natively.  A backend asked for by name but not installed is returned as
     asked: :func:`make_engine` then falls back to PyTorch with a warning.
 
     Raises
@@ -148,8 +148,9 @@ def make_engine(net, device: torch.device, backend: str, precision: str, shape=N
     """The engine for a resolved (``backend``, ``precision``), ready to run.
 
     For the exported backends the graph is loaded (exported first if not cached) and,
-    when ``shape`` (B, C, H, W) is given, compiled for it, so that failures show here.  Anything that fails falls back to :class:`TorchEngine` with
-    one :class:`BackendWarning` saying why and how to fix it.
+    when ``shape`` (B, C, H, W) is given, compiled for it, so that failures show here.
+    Anything that fails falls back to :class:`TorchEngine` with one
+    :class:`BackendWarning` saying why and how to fix it.
 
     Returns
     -------
