@@ -46,7 +46,8 @@ def test_segment_device_choice_shows_auto_and_runs_the_chosen_backend(make_napar
     assert np.abs(viewer.layers["nuclei probabilities"].data - expect).max() <= 1e-4
     # the second run reuses the compiled network: no compile time
     _run(qtbot, widget)
-    assert "ONNX Runtime f32)" in widget.run_bar.status.text()
+    status = widget.run_bar.status.text()
+    assert "ONNX Runtime f32" in status and "compiled" not in status, status
     assert not [n for n in notifications if n.severity >= NotificationSeverity.WARNING]
 
 
