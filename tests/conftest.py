@@ -50,3 +50,14 @@ def make_example(seed: int, size: int = 64, n: int = 4):
         labels[rr, cc] = i + 1
     image = ((labels > 0) * 1000 + rng.normal(100, 20, labels.shape)).clip(0).astype(np.uint16)
     return image, labels
+
+
+@pytest.fixture(autouse=True, scope="session")
+def backend_cache(tmp_path_factory):
+    """Exported graphs of the fast backends go to a private folder ($NAPARI_UNET_CACHE),
+    shared by the whole session (one export per network), never the user's cache."""
+    patch = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("backend-cache")
+    patch.setenv("NAPARI_UNET_CACHE", str(path))
+    yield path
+    patch.undo()

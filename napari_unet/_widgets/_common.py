@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 TILINGS = (("exact (default)", "exact"), ("classic 128 -> 256", "classic"), ("custom", "custom"))
 
 #: What the user reads for an engine stage.
-STAGE_TEXT = {"load": "Loading model", "estimate": "Estimating nucleus size",
+STAGE_TEXT = {"load": "Loading model", "compile": "Compiling the network (once per model)",
+              "estimate": "Estimating nucleus size",
               "predict": "Predicting tiles",
               "instances": "Separating nuclei", "file": "Segmenting", "batch": "Segmenting"}
 
@@ -39,6 +40,26 @@ def available_devices() -> list[str]:
     return devices
 
 
+def inference_choices() -> list[tuple[str, tuple[str, str, str]]]:
+    """What can run the network here, as (text, (device, backend, precision)).
+
+    "auto" first, with what it resolves to ("auto: cpu, OpenVINO bf16"); then the
+    CPU with each installed backend and precision, then the GPUs (PyTorch).
+    """
+    from unet_core import backends
+    from unet_core.predict import resolve_device
+
+    auto_device = resolve_device("auto")
+    auto = backends.describe(*backends.resolve("auto", "auto", auto_device))
+    choices = [(f"auto: {auto_device.type}, {auto}", ("auto", "auto", "auto"))]
+    for backend in backends.installed():
+        precisions = ["f32"] + (["bf16"] if backend == "openvino" and backends.cpu_bf16() else [])
+        choices += [(f"cpu, {backends.describe(backend, p)}", ("cpu", backend, p))
+                    for p in precisions]
+    choices += [(f"{d}, PyTorch", (d, "torch", "auto")) for d in available_devices()[2:]]
+    return choices
+
+
 @dataclass(frozen=True)
 class PredictorKey:
     """Everything a :class:`~unet_core.Predictor` is built from."""
@@ -50,6 +71,8 @@ class PredictorKey:
     halo: int | None = None
     batch_size: int | None = None
     tta: bool = False
+    backend: str = "auto"
+    precision: str = "auto"
 
 
 class PredictorCache:
@@ -74,7 +97,8 @@ class PredictorCache:
                 self._predictor = Predictor(load_model(key.model), device=key.device,
                                             tile=key.tile, halo=key.halo,
                                             batch_size=key.batch_size, preset=key.preset,
-                                            tta=key.tta)
+                                            tta=key.tta, backend=key.backend,
+                                            precision=key.precision)
                 self._stamp = stamp
             return self._predictor
 
@@ -90,6 +114,7 @@ class SegmentResult:
     seconds: float
     model: str
     settings: object = None
+    engine: str = ""     # what ran the network, e.g. "OpenVINO bf16, compiled in 1.2 s"
 
 
 def layer_pixels(layer):
@@ -106,9 +131,10 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
     pred = cache.get(key).with_options(diameter=diameter, stain=stain)
     t0 = time.perf_counter()
     image = np.asarray(data)      # dask / zarr data is read here, off the GUI thread
+    compiled = pred.engine is None
     labels, prob = yield from pred.segment_iter(image, return_prob=True)
     return SegmentResult(labels, prob, time.perf_counter() - t0, pred.model.name,
-                         pred.last_settings)
+                         pred.last_settings, engine_text(pred, compiled))
 
 
 def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):
@@ -117,6 +143,16 @@ def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):
     yield Progress(0, 1, "load")
     pred = cache.get(key).with_options(diameter="auto", stain=stain)
     return (yield from pred.settings_iter(data))
+
+
+def engine_text(pred: Predictor, compiled: bool = False) -> str:
+    """What ran the network ("OpenVINO bf16"), with the compile time when this run paid it."""
+    from unet_core.backends import describe
+
+    text = describe(pred.backend, pred.precision)
+    if compiled and pred.engine_info.get("seconds") is not None:
+        text += f", compiled in {pred.engine_info['seconds']:.1f} s"
+    return text
 
 
 def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, **kwargs):

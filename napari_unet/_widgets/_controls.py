@@ -12,7 +12,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 from unet_core import Progress, list_models
 from unet_core.stain import STAIN_CHOICES
 
-from ._common import STAGE_TEXT, available_devices
+from ._common import STAGE_TEXT, available_devices, inference_choices
 
 BROWSE = "Browse..."
 
@@ -115,6 +115,23 @@ def device_combo(parent=None) -> QComboBox:
     combo = QComboBox(parent)
     combo.addItems(available_devices())
     combo.setToolTip("auto: the GPU when there is one, else the CPU")
+    return combo
+
+
+def inference_combo(parent=None) -> QComboBox:
+    """The device and backend choice of Segment and Batch: "auto" (showing what it
+    resolved to), the CPU with each installed backend and precision, then the GPUs.
+    Item data: (device, backend, precision)."""
+    from unet_core.backends import INSTALL_HINT, installed
+
+    combo = QComboBox(parent)
+    for text, data in inference_choices():
+        combo.addItem(text, data)
+    tip = ("What runs the network. auto: the GPU when there is one (PyTorch), else the fastest "
+           "CPU backend installed; bf16 only where this CPU executes it natively.")
+    if installed() == ["torch"]:
+        tip += f"\n{INSTALL_HINT}."
+    combo.setToolTip(tip)
     return combo
 
 
@@ -282,6 +299,18 @@ class RunBar(QWidget):
         self.cancel.emit()
 
 
+def _on_warned(args: tuple) -> None:
+    """A worker's warning (``warnings.showwarning`` arguments): the engine's own ones
+    (e.g. a fast backend falling back to PyTorch) reach the user; libraries' notes do not."""
+    from napari.utils.notifications import show_warning
+
+    from unet_core.backends import BackendWarning
+
+    message, category = args[0], args[1]
+    if issubclass(category, BackendWarning):
+        show_warning(str(message))
+
+
 def start_job(owner, title: str, job, *args, **kwargs):
     """Run the generator function ``job(*args, **kwargs)`` off the GUI thread for ``owner``.
 
@@ -298,6 +327,7 @@ def start_job(owner, title: str, job, *args, **kwargs):
                            _ignore_errors=True, _start_thread=False)
     for signal in ("yielded", "returned", "errored", "aborted", "finished"):
         getattr(worker, signal).connect(getattr(owner, f"_on_{signal}"))
+    worker.warned.connect(_on_warned)
     owner._worker = worker
     owner.run_bar.begin(title)
     worker.start()

@@ -8,7 +8,7 @@ from qtpy.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEd
                             QListWidgetItem, QVBoxLayout, QWidget)
 
 from ._common import PredictorCache, PredictorKey, batch_job, describe_error
-from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job, tta_check
+from ._controls import FolderEdit, ModelPicker, RunBar, inference_combo, start_job, tta_check
 
 
 class BatchWidget(QWidget):
@@ -38,7 +38,7 @@ class BatchWidget(QWidget):
         self.pattern_edit.setToolTip("Which files to segment, e.g. *.tif*, *.png, **/*.tif")
         self.output_edit = FolderEdit("Choose the folder for the results")
         self.model_picker = ModelPicker()
-        self.device_combo = device_combo()
+        self.device_combo = inference_combo()
         self.labels_check = QCheckBox("labels")
         self.labels_check.setChecked(True)
         self.labels_check.setToolTip("<stem>_labels.tif: uint32 instance labels")
@@ -111,8 +111,9 @@ class BatchWidget(QWidget):
         if problem:
             show_error(problem)
             return
-        key = PredictorKey(self.model_picker.model_path(), self.device_combo.currentText(),
-                           tta=self.tta_check.isChecked())
+        device, backend, precision = self.device_combo.currentData()
+        key = PredictorKey(self.model_picker.model_path(), device, tta=self.tta_check.isChecked(),
+                           backend=backend, precision=precision)
         self._counts = {"done": 0, "skipped": 0, "failed": 0}
         self._ending = ("Done", "Done")
         self._input_dir = str(Path(self.input_edit.path()))

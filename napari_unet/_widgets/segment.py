@@ -10,7 +10,7 @@ from unet_core.scale import ImageSettings
 
 from ._common import (TILINGS, PredictorCache, PredictorKey, describe_error, estimate_job,
                       layer_pixels, segment_job)
-from ._controls import ModelPicker, RunBar, ScaleControls, device_combo, start_job, tta_check
+from ._controls import ModelPicker, RunBar, ScaleControls, inference_combo, start_job, tta_check
 
 
 def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
@@ -61,7 +61,7 @@ class SegmentWidget(QWidget):
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("Image layer to segment")
         self.model_picker = ModelPicker()
-        self.device_combo = device_combo()
+        self.device_combo = inference_combo()
         self.tiling_combo = QComboBox()
         for text, key in TILINGS:
             self.tiling_combo.addItem(text, key)
@@ -136,13 +136,13 @@ class SegmentWidget(QWidget):
     def predictor_key(self) -> PredictorKey:
         """Model, device and tiling as chosen in the widget."""
         preset = self.tiling_combo.currentData()
-        key = PredictorKey(model=self.model_picker.model_path(),
-                           device=self.device_combo.currentText(), tta=self.tta_check.isChecked())
+        device, backend, precision = self.device_combo.currentData()
+        common = dict(model=self.model_picker.model_path(), device=device, backend=backend,
+                      precision=precision, tta=self.tta_check.isChecked())
         if preset != "custom":
-            return PredictorKey(key.model, key.device, preset=preset, tta=key.tta)
-        return PredictorKey(key.model, key.device, tile=self.tile_spin.value(),
-                            halo=self.halo_spin.value(), batch_size=self.batch_spin.value() or None,
-                            tta=key.tta)
+            return PredictorKey(preset=preset, **common)
+        return PredictorKey(tile=self.tile_spin.value(), halo=self.halo_spin.value(),
+                            batch_size=self.batch_spin.value() or None, **common)
 
     # -- slots ---------------------------------------------------------------------
     def _on_layers_changed(self, event=None) -> None:
@@ -224,7 +224,7 @@ class SegmentWidget(QWidget):
         n = int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
         self._ending = ("Done", f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "
-                                f"({result.model}{how})")
+                                f"({result.model}; {result.engine}{how})")
 
     def _on_errored(self, exc) -> None:
         message = describe_error(exc)

@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,14 @@ def _drive(gen, bar):
         if p.stage == "predict":
             bar.total, bar.n = p.total, p.done
             bar.refresh()
+        elif p.stage == "compile" and p.done:
+            info = p.info or {}
+            what = describe(info.get("backend", "?"), info.get("precision", "?"))
+            bar.write(f"network on {what}, ready in {info.get('seconds', 0.0):.1f} s "
+                      f"({'export + ' if info.get('exported') else ''}compile, once per model)",
+                      file=sys.stderr)
+
+    from .backends import describe
 
     return run_to_end(gen, show)
 
@@ -42,7 +51,8 @@ def cmd_predict(args) -> int:
     model = load_model(args.model)
     pred = Predictor(model, device=args.device, tile=args.tile, halo=args.halo,
                      batch_size=args.batch_size, preset=args.preset, tta=args.tta,
-                     diameter=args.diameter, stain=args.stain)
+                     diameter=args.diameter, stain=args.stain,
+                     backend=args.backend, precision=args.precision)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -150,6 +160,18 @@ def add_scale_options(parser) -> None:
                              "brightfield (inverted) or he (hematoxylin by colour deconvolution)")
 
 
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """--backend and --precision (Predictor's ``backend`` and ``precision``)."""
+    from .backends import BACKENDS, PRECISIONS
+
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="what runs the network: auto (on a CPU the fastest installed of "
+                             "openvino and onnxruntime, else torch; torch on a GPU)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto (bf16 where the CPU runs it natively under OpenVINO, else "
+                             "f32), f32 or bf16")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-unet", description="Segment nuclei with an exactly "
                                 "tiled U-Net, fine-tune it, and batch folders, without a screen.")
@@ -171,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over mirror images (4x slower, fewer errors)")
     add_scale_options(q)
+    add_backend_options(q)
     q.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="compare label images with ground truth",
@@ -196,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (e.g. a backend falling back to torch) as one line for the user."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -205,7 +233,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except UNetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

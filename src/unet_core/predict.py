@@ -1,7 +1,6 @@
 """The Predictor: a loaded model on a device, serving arrays with exact tiling."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -11,6 +10,7 @@ from typing import Generator
 import numpy as np
 import torch
 
+from . import backends
 from .errors import InputError
 from .inputs import arrange_planes, as_planes
 from .instances import labels_to_grid, probs_to_labels
@@ -109,10 +109,19 @@ class Predictor:
     stain : str
         "auto" (default: decided from the channels and the background),
         "fluorescence", "brightfield" or "he" (see :mod:`unet_core.stain`).
+    backend : str
+        What runs the network: "auto" (on a CPU the fastest installed of OpenVINO and
+        ONNX Runtime, else PyTorch; on a GPU PyTorch), "torch", "openvino",
+        "onnxruntime".  See :mod:`unet_core.backends`.
+    precision : str
+        "auto" (bf16 where OpenVINO runs it natively on this CPU, else f32; PyTorch's
+        mixed precision on a GPU), "f32" or "bf16".  ``backend`` and ``precision``
+        attributes hold what they resolved to.
     """
 
     def __init__(self, model="nuclei", device="auto", tile=None, halo=None, batch_size=None,
-                 preset=None, border=None, tta=False, diameter="auto", stain="auto"):
+                 preset=None, border=None, tta=False, diameter="auto", stain="auto",
+                 backend="auto", precision="auto"):
         if preset is not None:
             if preset not in PRESETS:
                 raise InputError(f"Unknown tiling preset {preset!r}; use one of {sorted(PRESETS)}.")
@@ -136,9 +145,8 @@ class Predictor:
             log.info("halo %d px < receptive radius %d px: tiled output is not exact",
                      self.halo, cfg.receptive_radius)
         bpp = _BYTES_PER_PX_PER_FILTER * cfg.base_filters * (2 ** max(cfg.depth - 4, 0))
-        self.amp_dtype = None
-        if self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        backend, precision = backends.resolve(backend, precision, self.device)
+        if self.device.type == "cuda" and precision != "f32":
             bpp //= 2
         budget = memory_budget(self.device)
         if tile is None:
@@ -152,10 +160,32 @@ class Predictor:
         self.stain = parse_stain(stain)
         self.last_settings: ImageSettings | None = None
         self._bpp, self._budget, self._batch_size = bpp, budget, batch_size
-        self.channels_last = self.device.type in ("cpu", "cuda")
-        self.net = model.net.to(self.device).eval()
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.net = model.net
+        # shared with the copies of with_options: one export and compile per Predictor
+        self._engine = {"engine": None, "info": {"backend": backend, "precision": precision}}
+        if backend == "torch":
+            self._engine.update(zip(("engine", "info"), backends.make_engine(
+                self.net, self.device, backend, precision)))
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: "torch", "openvino" or "onnxruntime"."""
+        return self._engine["info"]["backend"]
+
+    @property
+    def precision(self) -> str:
+        """"f32", "bf16" or (CUDA) "amp"."""
+        return self._engine["info"]["precision"]
+
+    @property
+    def engine(self):
+        """The :mod:`~unet_core.backends` engine, or None before the first image."""
+        return self._engine["engine"]
+
+    @property
+    def engine_info(self) -> dict:
+        """What making the engine cost (:func:`~unet_core.backends.make_engine`)."""
+        return self._engine["info"]
 
     def with_options(self, diameter=None, stain=None) -> "Predictor":
         """A Predictor sharing this one's network and device, with another ``diameter``
@@ -286,6 +316,7 @@ class Predictor:
         z, h, w = planes.shape[:3]
         as_planes(planes[:, :1, :1], self.model.config.in_channels)  # channel rules, on 1 px
         boxes = [content_box(planes[k]) for k in range(z)]
+        yield from self.prepare_iter()
         if settings is None:
             yield Progress(0, 1, Stage.ESTIMATE)
             settings = yield from self._settings_iter(crop(planes[z // 2], boxes[z // 2]))
@@ -298,6 +329,9 @@ class Predictor:
         grids = {shape: self.grid(shape) for shape in set(shapes)}
         n_batches = {shape: -(-len(g) // self.batch_size_for(g)) for shape, g in grids.items()}
         total, done, results = sum(n_batches[sh] for sh in shapes), 0, []
+        first = grids[shapes[0]]
+        yield from self.prepare_iter((self.batch_size_for(first), self.model.config.in_channels)
+                                     + first.tile_shape)
         yield Progress(0, total, Stage.PREDICT, {"settings": settings.as_record()})
         norm = self.model.normalization
         cout = self.model.config.out_channels
@@ -326,20 +360,31 @@ class Predictor:
             results.append((k, None if direct else target, s, boxes[k]))
         return results
 
+    def prepare_iter(self, shape=None) -> Generator[Progress, None, dict]:
+        """Make the engine once (export and load for the fast backends, or fall back to
+        PyTorch with a :class:`~unet_core.backends.BackendWarning`) and compile it for
+        the (B, C, th, tw) batch ``shape``, yielding Progress of stage "compile" whose
+        info says what it cost.  Returns :attr:`engine_info`."""
+        if self.engine is None:
+            yield Progress(0, 1, Stage.COMPILE, dict(self.engine_info))
+            engine, info = backends.make_engine(self.net, self.device, self.backend,
+                                                self.precision, shape)
+            self._engine.update(engine=engine, info=info)
+            log.info("%s ready in %.2f s", backends.describe(self.backend, self.precision),
+                     info["seconds"])
+            yield Progress(1, 1, Stage.COMPILE, dict(info))
+        elif shape is not None and not self.engine.is_compiled(shape):
+            yield Progress(0, 1, Stage.COMPILE, dict(self.engine_info))
+            seconds = self.engine.compile(shape)
+            self.engine_info["seconds"] = self.engine_info.get("seconds", 0.0) + seconds
+            yield Progress(1, 1, Stage.COMPILE, dict(self.engine_info))
+        return self.engine_info
+
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """(B, th, tw, C) float32 -> sigmoid probabilities (B, C_out, th, tw) float32."""
-        t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(self.device)
-        if self.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
-               else contextlib.nullcontext())
-        with torch.inference_mode(), amp:
-            y = torch.sigmoid(self.net(t).float())
-            if self.tta:
-                for dims in ((3,), (2,), (2, 3)):
-                    y += torch.sigmoid(self.net(torch.flip(t, dims)).float()).flip(dims)
-                y /= 4
-        return y.cpu().contiguous().numpy()
+        if self.engine is None:
+            run_to_end(self.prepare_iter())
+        return self.engine(x.transpose(0, 3, 1, 2), self.tta)
 
     def predict(self, image, out=None, settings=None) -> np.ndarray:
         """Probabilities float32 (C, H, W) (or (Z, C, H, W) for stacks) for any input."""

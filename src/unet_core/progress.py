@@ -17,6 +17,7 @@ T = TypeVar("T")
 class Stage(str, Enum):
     """Stages of the Predictor's long work (equal to their plain string values)."""
 
+    COMPILE = "compile"      # a fast backend's one-off export and compile
     ESTIMATE = "estimate"    # deciding stain, normalization and nucleus size
     PREDICT = "predict"      # tiles through the network
     INSTANCES = "instances"  # probabilities to instance labels

@@ -104,6 +104,8 @@ def test_generator_progress_and_cancel(small_net):
     img = np.random.default_rng(0).random((100, 100))
     gen = p.predict_iter(img)
     first = next(gen)
+    while first.stage == "compile":   # a fast backend's one-off export and compile
+        first = next(gen)
     assert first.stage == "estimate"  # stain, normalization and nucleus size come first
     steps = []
     while len(steps) < 3:
