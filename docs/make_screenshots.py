@@ -88,9 +88,9 @@ def main() -> None:
     qt_main_window.SHOW_QT_WARNING = False
     viewer = napari.Viewer()
     viewer.window.resize(1500, 900)
-    viewer.open_sample("napari-unet", "nuclei")
+    viewer.open_sample("napari-nuclei-unet", "nuclei")
 
-    _, seg = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
     seg.model_picker.set_model(model)
     seg.image_combo.setCurrentText("synthetic nuclei")
     seg.run_bar.run_button.click()
@@ -112,7 +112,7 @@ def main() -> None:
     viewer.screenshot(path=str(OUT / "segment_diameter.png"), canvas_only=False)
 
     viewer.window.remove_dock_widget("all")
-    _, batch = viewer.window.add_plugin_dock_widget("napari-unet", "Batch")
+    _, batch = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Batch")
     batch.model_picker.set_model(model)
     batch.input_edit.set_path(_folder(tmp))
     batch.output_edit.set_path(tmp / "results")

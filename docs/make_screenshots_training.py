@@ -48,7 +48,7 @@ def _settle(viewer, seconds: float = 1.0) -> None:
 
 def _curate(viewer, model: str) -> None:
     """Segment the sample, fix one nucleus, add it (a rectangle) and two whole images."""
-    _, seg = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
     seg.model_picker.set_model(model)
     for k, name in enumerate(("well B02", "well B04")):
         image, truth = synthetic_nuclei((256, 256), seed=20 + k)
@@ -64,7 +64,7 @@ def _curate(viewer, model: str) -> None:
     labels.refresh()
     viewer.window.remove_dock_widget("all")
 
-    _, curate = viewer.window.add_plugin_dock_widget("napari-unet", "Curate")
+    _, curate = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Curate")
     for name in ("well B02", "well B04"):
         curate.image_combo.setCurrentText(name)
         curate.labels_combo.setCurrentText(f"{name} labels")
@@ -85,7 +85,7 @@ def _curate(viewer, model: str) -> None:
 
 
 def _finetune(viewer, model: str) -> None:
-    _, tune = viewer.window.add_plugin_dock_widget("napari-unet", "Fine-tune")
+    _, tune = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Fine-tune")
     tune.model_picker.set_model(model)
     tune.steps_spin.setValue(60)
     tune.crop_spin.setValue(128)
@@ -109,7 +109,7 @@ def main() -> None:
     qt_main_window.SHOW_QT_WARNING = False    # keep napari's PyQt5 toast out of the pictures
     viewer = napari.Viewer()
     viewer.window.resize(1500, 950)
-    viewer.open_sample("napari-unet", "nuclei")
+    viewer.open_sample("napari-nuclei-unet", "nuclei")
     _curate(viewer, model)
     _finetune(viewer, model)
     viewer.close()

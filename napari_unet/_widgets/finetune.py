@@ -13,6 +13,8 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGroupBox
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from unet_core import Progress, UNetError
+
+from .. import PLUGIN_NAME
 from unet_core.training.checkpoint import discard_dir
 from unet_core.training.dataset import TrainingSet
 
@@ -182,7 +184,7 @@ class FinetuneWidget(QWidget):
         problem = ("No base model: choose a model folder with Base model > Browse..."
                    if base is None else "Choose a training set folder." if not folder else
                    f"The training set {folder} has no examples yet: add corrected regions with "
-                   "Plugins > napari-unet > Curate first." if not self.count_examples()
+                   f"Plugins > {PLUGIN_NAME} > Curate first." if not self.count_examples()
                    else None)
         if problem:
             show_error(problem)
@@ -277,7 +279,7 @@ class FinetuneWidget(QWidget):
         if found:
             segment = found[0]
         else:
-            _, segment = self.viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+            _, segment = self.viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "Segment")
         segment.model_picker.set_model(self.new_model)
         dock = segment.parent()      # napari's dock around the widget: bring it to the front
         if dock is not None:

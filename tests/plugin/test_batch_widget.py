@@ -22,7 +22,7 @@ def folder(tmp_path):
 @pytest.fixture
 def batch(make_napari_viewer, tiny_model):
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Batch")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Batch")
     widget.model_picker.set_model(tiny_model)
     return widget
 

@@ -18,7 +18,7 @@ def curate(make_napari_viewer, tmp_path):
     image, labels = synthetic_nuclei((96, 96), n=8, seed=3, radius_range=(5, 10))
     viewer.add_image(image, name="img")
     viewer.add_labels(labels.astype(np.uint32), name="img labels")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Curate")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Curate")
     folder = tmp_path / "set"
     widget.folder_edit.set_path(folder)
     return viewer, widget, folder
@@ -95,7 +95,7 @@ def test_stack_adds_the_current_plane(make_napari_viewer, tmp_path):
     pairs = [synthetic_nuclei((64, 64), seed=k) for k in range(3)]
     viewer.add_image(np.stack([p[0] for p in pairs]), name="stack")
     viewer.add_labels(np.stack([p[1] for p in pairs]).astype(np.uint32), name="stack labels")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Curate")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Curate")
     widget.folder_edit.set_path(tmp_path / "set")
     viewer.dims.set_current_step(0, 2)
     widget.add_button.click()

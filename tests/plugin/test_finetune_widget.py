@@ -27,7 +27,7 @@ def finetune(make_napari_viewer, tiny_model, tiny_set, one_thread):
     """(viewer, FinetuneWidget docked through the manifest: tiny base model, tiny set, 3 steps
     of batch 2 with 64 px crops)."""
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Fine-tune")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Fine-tune")
     widget.model_picker.set_model(tiny_model)
     widget.folder_edit.set_path(tiny_set)
     widget.steps_spin.setValue(3)
@@ -48,7 +48,7 @@ def _errors(notifications):
 
 def test_finetune_saves_compares_and_switches_segment(finetune, qtbot, tiny_model, notifications):
     viewer, widget = finetune
-    _, segment = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
     segment.model_picker.set_model(tiny_model)
     assert widget.set_label.text() == "3 examples · 24 objects"
     assert widget.params()["steps"] == 3 and widget.params()["crop"] == 64

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.gui
 
 
 def _dock(viewer, name):
-    return viewer.window.add_plugin_dock_widget("napari-unet", name)[1]
+    return viewer.window.add_plugin_dock_widget("napari-nuclei-unet", name)[1]
 
 
 def _run(qtbot, widget, button=None):
@@ -25,7 +25,7 @@ def test_segment_correct_curate_finetune_segment_batch(make_napari_viewer, qtbot
                                                         training_dir, tmp_path, one_thread,
                                                         notifications):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei")
+    viewer.open_sample("napari-nuclei-unet", "nuclei")
 
     # 1. segment the 512 px sample with the tiny model
     segment = _dock(viewer, "Segment")

@@ -18,10 +18,10 @@ def _manifest():
 
 def test_manifest_is_valid_and_installed():
     m = _manifest()
-    assert m.name == "napari-unet"
+    assert m.name == "napari-nuclei-unet"
     pm = npe2.PluginManager.instance()
     pm.discover(include_npe1=False)
-    installed = pm.get_manifest("napari-unet")   # found through the napari.manifest entry point
+    installed = pm.get_manifest("napari-nuclei-unet")   # found through the napari.manifest entry point
     assert {c.id for c in installed.contributions.commands} == {c.id for c in m.contributions.commands}
 
 
@@ -34,9 +34,9 @@ def test_every_python_name_imports():
 def test_contributions():
     c = _manifest().contributions
     assert {w.display_name: w.command for w in c.widgets} == {
-        "Segment": "napari-unet.segment_widget", "Curate": "napari-unet.curate_widget",
-        "Fine-tune": "napari-unet.finetune_widget", "Batch": "napari-unet.batch_widget"}
-    assert [m.command for m in c.menus["napari/layers/segment"]] == ["napari-unet.segment_widget"]
+        "Segment": "napari-nuclei-unet.segment_widget", "Curate": "napari-nuclei-unet.curate_widget",
+        "Fine-tune": "napari-nuclei-unet.finetune_widget", "Batch": "napari-nuclei-unet.batch_widget"}
+    assert [m.command for m in c.menus["napari/layers/segment"]] == ["napari-nuclei-unet.segment_widget"]
     assert [s.key for s in c.sample_data] == ["nuclei"]
 
 
@@ -45,7 +45,7 @@ def test_contributions():
                                        ("Fine-tune", "FinetuneWidget")])
 def test_widgets_load_through_the_manifest(make_napari_viewer, tiny_model, name, cls):
     viewer = make_napari_viewer()
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", name)
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", name)
     assert type(widget).__name__ == cls
     picker = widget.model_picker
     offered = [picker.itemData(i) for i in range(picker.count())]
@@ -57,7 +57,7 @@ def test_widgets_load_through_the_manifest(make_napari_viewer, tiny_model, name,
 @pytest.mark.gui
 def test_curate_loads_through_the_manifest(make_napari_viewer, training_dir):
     viewer = make_napari_viewer()
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Curate")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Curate")
     assert type(widget).__name__ == "CurateWidget"
     assert widget.folder_edit.path() == str(training_dir)
 
@@ -67,8 +67,8 @@ def test_sample_data_and_layers_menu(make_napari_viewer):
     from napari._app_model import get_app_model
 
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei")
+    viewer.open_sample("napari-nuclei-unet", "nuclei")
     assert [layer.name for layer in viewer.layers] == ["synthetic nuclei", "synthetic nuclei (truth)"]
     items = get_app_model().menus.get_menu("napari/layers/segment")
     ids = [i.command.id for i in items if hasattr(i, "command")]
-    assert "napari-unet.segment_widget" in ids   # Layers > Segment > Segment (napari-unet)
+    assert "napari-nuclei-unet.segment_widget" in ids   # Layers > Segment > Segment (napari-unet)

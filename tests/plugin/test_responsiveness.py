@@ -19,7 +19,7 @@ def test_event_loop_keeps_running_during_finetune(make_napari_viewer, qtbot, tin
         ts.add(*synthetic_nuclei((128, 128), n=10, seed=k, radius_range=(5, 10)), source=f"i{k}")
     viewer = make_napari_viewer()
     viewer.add_image(synthetic_nuclei((256, 256), seed=9)[0])
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Fine-tune")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Fine-tune")
     widget.model_picker.set_model(tiny_model)
     widget.folder_edit.set_path(ts.folder)
     widget.steps_spin.setValue(20)

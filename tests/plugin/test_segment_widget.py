@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gui
 def segment(make_napari_viewer, tiny_model):
     """(viewer, SegmentWidget docked through the manifest, with the tiny model chosen)."""
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
     widget.model_picker.set_model(tiny_model)
     return viewer, widget
 
