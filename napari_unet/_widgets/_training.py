@@ -7,7 +7,6 @@ thread worker.  Nothing here imports Qt.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import os
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_core import Progress, load_model
+from unet_core import Progress
 from unet_core.modelio import CARD_NAME, user_model_dir
 
 #: Scores of the before / after table: (card key, what the user reads).
@@ -127,31 +126,27 @@ def example_text(record: dict) -> str:
     return f"{source}{where} · {n} object{'s' if n != 1 else ''} · {date}"
 
 
-@functools.lru_cache(maxsize=None)
-def warm_up_optimizer() -> None:
-    """Build a throwaway Adam optimizer, once per process.
-
-    The first optimizer PyTorch builds imports ~800 modules (``torch._dynamo``), about
-    0.7 s of mostly GIL-holding work.  Done by the training thread, it froze the GUI for
-    ~250 ms at the start of the first fine-tune; done here (when the widget is created)
-    it only delays the dock's first appearance.
-    """
+def finetune_child(base: str, folder, out_dir, **params):
+    """A fine-tuning of ``base`` on the training set ``folder`` into ``out_dir``, to be run
+    in a child process (:class:`~unet_core.child.ChildJob`): a crash there cannot take
+    napari down, and the child's (GPU) memory is freed when it ends.  ``params`` go to
+    :func:`~unet_core.training.finetune.finetune_iter`; the child uses as many torch
+    threads as this process."""
     import torch
 
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-
-
-def finetune_job(base: str, folder, out_dir, **params):
-    """Generator job: load ``base``, then :func:`~unet_core.training.finetune.finetune_iter`.
-
-    Yields Progress ("load", then the engine's "validate-base", "train", "validate");
-    returns the engine's result dict.  ``params`` go to ``finetune_iter``.
-    """
+    from unet_core.child import ChildJob
     from unet_core.training.finetune import finetune_iter
 
+    return ChildJob(finetune_iter, str(base), str(folder), str(out_dir), what="Fine-tuning",
+                    threads=torch.get_num_threads(), **params)
+
+
+def finetune_job(child):
+    """Generator job: "load" (the child starting and loading the base model), then the
+    child's progress ("validate-base", "train", "validate"; None while it is quiet).
+    Returns the engine's result dict."""
     yield Progress(0, 1, "load")
-    model = load_model(base)
-    return (yield from finetune_iter(model, folder, out_dir, **params))
+    return (yield from child.run())
 
 
 def finished_model(out_dir) -> bool:

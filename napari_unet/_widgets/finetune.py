@@ -7,12 +7,13 @@ from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
 from napari.utils.theme import get_theme
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
                             QHeaderView, QLabel, QPushButton, QSpinBox, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from unet_core import Progress, UNetError
+from unet_core.child import ChildDied, JobCancelled
 
 from .. import PLUGIN_NAME
 from unet_core.training.checkpoint import discard_dir
@@ -21,8 +22,8 @@ from unet_core.training.dataset import TrainingSet
 from ._common import describe_error
 from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job
 from ._plot import TrainingPlot
-from ._training import (SCORES, default_training_dir, finetune_job, finished_model, new_model_dir,
-                        warm_up_optimizer)
+from ._training import (SCORES, default_training_dir, finetune_child, finetune_job, finished_model,
+                        new_model_dir)
 
 LEARNING_RATES = ("1e-3", "3e-4", "1e-4", "3e-5", "1e-5")
 STAGES = {"load": "Loading", "validate-base": "Scoring the base model",
@@ -51,12 +52,14 @@ def _row(*pairs) -> QWidget:
 
 
 class FinetuneWidget(QWidget):
-    """Fine-tune a model on the training set into a new model version, off the GUI thread.
+    """Fine-tune a model on the training set into a new model version, in a child process.
 
     The new model goes to ``<user models>/<base>-ft-<timestamp>``; the base model is never
-    changed.  Loss and validation scores are plotted live, Cancel stops within one step
-    (and leaves no model behind), and at the end the base and the new model are compared
-    on the held-back examples.
+    changed.  Training runs in its own process (a crash or a kill there is reported and
+    napari stays up; its memory is freed when it ends), streaming its progress back:
+    loss and validation scores are plotted live, Cancel stops within one step (and
+    leaves no model behind), and at the end the base and the new model are compared on
+    the held-back examples.  Closing the dock cancels a run.
 
     Parameters
     ----------
@@ -66,9 +69,9 @@ class FinetuneWidget(QWidget):
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
-        warm_up_optimizer()
         self.viewer = napari_viewer
         self._worker = None
+        self.child = None        # the ChildJob of the run in progress
         self._out_dir: Path | None = None
         self._t0, self._budget = 0.0, None   # start time and time budget (s) of the run
         self._ending = ("Done", "Done")
@@ -194,14 +197,25 @@ class FinetuneWidget(QWidget):
         self._budget, self._ending = params["max_seconds"], ("Done", "Done")
         self.plot.reset()
         self.compare_box.setVisible(False)
-        start_job(self, f"Fine-tuning {Path(base).name}", finetune_job, base,
-                  Path(folder).expanduser(), self._out_dir, **params)
+        self.child = finetune_child(base, Path(folder).expanduser(), self._out_dir, **params)
+        start_job(self, f"Fine-tuning {Path(base).name}", finetune_job, self.child)
 
     def _on_cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.quit()
+        # the child stops before its next step and the worker ends with it: the clean-up
+        # in _on_finished runs once nothing writes into the new model's folder any more
+        if self.child is not None:
+            self.child.cancel()
 
-    def _on_yielded(self, p: Progress) -> None:
+    def event(self, event) -> bool:
+        """Closing the dock (napari unparents the widget) cancels a run: nothing else
+        could."""
+        if event.type() == QEvent.ParentChange and self.parent() is None and self.running:
+            self._on_cancel()
+        return super().event(event)
+
+    def _on_yielded(self, p: Progress | None) -> None:
+        if p is None:     # the child is busy and quiet (starting, loading)
+            return
         info = p.info or {}
         label = STAGES.get(p.stage, p.stage.capitalize())
         if p.stage == "train":
@@ -255,7 +269,12 @@ class FinetuneWidget(QWidget):
         self.compare_box.setVisible(True)
 
     def _on_errored(self, exc) -> None:
+        if isinstance(exc, JobCancelled):
+            self._on_aborted()
+            return
         message = describe_error(exc, "Fine-tuning")
+        if isinstance(exc, ChildDied) or not isinstance(exc, UNetError):
+            message += " No model was saved; the base model and the training set are unchanged."
         self._ending = ("Failed", f"Failed: {message}")
         show_error(message)
 
@@ -264,7 +283,7 @@ class FinetuneWidget(QWidget):
 
     def _on_finished(self) -> None:
         outcome, message = self._ending
-        out, self._worker = self._out_dir, None
+        out, self._worker, self.child = self._out_dir, None, None
         if out is not None and not finished_model(out):
             discard_dir(out)   # checkpoints of a cancelled or failed run: not a model
         self.run_bar.end(message, outcome)

@@ -1,5 +1,7 @@
 """The Fine-tune widget in a real viewer: train, compare, switch Segment, cancel, errors."""
-import threading
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -86,40 +88,97 @@ def test_use_in_segment_opens_segment_when_closed(finetune, qtbot):
     assert segment.model_picker.model_path() == str(widget.new_model)
 
 
-def test_cancel_stops_within_one_step_and_saves_nothing(finetune, qtbot, tiny_model, monkeypatch):
-    viewer, widget = finetune
-    import napari_unet._widgets.finetune as module
-
-    made = []          # steps the worker thread produced, as they were produced
-    job = module.finetune_job
-
-    def counting_job(*args, **kwargs):
-        gen = job(*args, **kwargs)
-        for p in gen:
-            if p.stage == "train":
-                made.append((p.done, threading.get_ident()))
-            yield p
-
-    monkeypatch.setattr(module, "finetune_job", counting_job)
+def _stop_at_train_step(qtbot, widget, action, at_step=2):
+    """Start a long run; call ``action()`` in the slot that receives train step ``at_step``.
+    Returns the train steps the GUI received."""
     widget.steps_spin.setValue(100_000)
-    at_cancel = []
+    seen = []
 
     def _on_yielded(p):
-        if p.stage == "train" and p.done >= 2 and not at_cancel:
-            at_cancel.append(len(made))
-            widget.run_bar.cancel_button.click()
+        if p is not None and p.stage == "train":
+            seen.append(p.done)
+            if p.done == at_step:
+                action()
 
     widget.run_bar.run_button.click()
     # queued signals: every step yielded after this line reaches the slot
     widget._worker.yielded.connect(_on_yielded)
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
-    assert at_cancel and len(made) - at_cancel[0] <= 1          # at most the step in flight
-    assert made[0][1] != threading.get_ident()                  # trained off the GUI thread
+    return seen
+
+
+def _no_new_model(tiny_model):
+    return [p.name for p in tiny_model.parent.iterdir() if not p.name.startswith(".")] == ["tiny"]
+
+
+def _gone(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_cancel_stops_the_child_and_saves_nothing(finetune, qtbot, tiny_model):
+    viewer, widget = finetune
+    clicked = []
+
+    def cancel():
+        clicked.append((time.monotonic(), widget.child.pid))
+        widget.run_bar.cancel_button.click()
+
+    seen = _stop_at_train_step(qtbot, widget, cancel)
+    (t_click, pid), = clicked
+    assert pid != os.getpid() and _gone(pid)           # trained in a child, which has ended
+    assert time.monotonic() - t_click < 20 and max(seen) < 1000
     assert widget.run_bar.status.text() == "Cancelled: no model was saved."
     assert widget.new_model is None and not widget.compare_box.isVisibleTo(widget)
-    root = tiny_model.parent
-    assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == ["tiny"]
+    assert _no_new_model(tiny_model)
     assert widget.run_bar.run_button.isEnabled()
+
+
+def _tree(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_killed_child_is_reported_napari_stays_up_and_a_new_run_works(
+        finetune, qtbot, tiny_model, tiny_set, notifications):
+    """SIGKILL of the training process mid-run: a notification says what happened, the base
+    model and the training set are intact, nothing half-made is left, and training works again."""
+    viewer, widget = finetune
+    model_before, set_before = _tree(tiny_model), _tree(tiny_set)
+    killed = []
+
+    def kill():
+        killed.append(widget.child.pid)
+        os.kill(widget.child.pid, signal.SIGKILL)
+
+    _stop_at_train_step(qtbot, widget, kill)
+    [error] = _errors(notifications)
+    assert "killed by SIGKILL" in error and "base model and the training set are unchanged" in error
+    assert widget.run_bar.status.text().startswith("Failed:") and _gone(killed[0])
+    assert _tree(tiny_model) == model_before and _tree(tiny_set) == set_before
+    assert _no_new_model(tiny_model) and widget.new_model is None
+    viewer.add_image(np.zeros((32, 32)))                 # napari is alive and working
+    assert len(viewer.layers) == 1
+
+    widget.steps_spin.setValue(3)
+    _run(qtbot, widget)
+    assert len(_errors(notifications)) == 1
+    assert widget.new_model is not None and load_model(widget.new_model).card["training"]["steps"] == 3
+
+
+def test_closing_the_dock_cancels_the_run(finetune, qtbot, tiny_model):
+    viewer, widget = finetune
+    pids = []
+
+    def close():
+        pids.append(widget.child.pid)
+        viewer.window.remove_dock_widget(widget)
+
+    _stop_at_train_step(qtbot, widget, close)
+    assert widget.run_bar.status.text() == "Cancelled: no model was saved."
+    assert _gone(pids[0]) and _no_new_model(tiny_model)
 
 
 def test_empty_training_set_is_reported(finetune, tmp_path, notifications):
