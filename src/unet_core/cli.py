@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UNetError
+from .errors import InputError, UNetError
 from .progress import run_to_end
 
 log = logging.getLogger("napari-unet")
@@ -43,9 +43,22 @@ def _drive(gen, bar):
     return run_to_end(gen, show)
 
 
+def output_dir(path) -> Path:
+    """The output folder ``path``, made if needed; a clear error if it cannot be one."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"The output {out} is a file, not a folder; give a folder with -o.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"Cannot make the output folder {out}: {err.strerror or err}.") from None
+    return out
+
+
 def cmd_predict(args) -> int:
     from .fileio import read_image, write_tiff
     from .modelio import load_model
+    from .outputs import output_stems
     from .predict import Predictor
 
     model = load_model(args.model)
@@ -53,23 +66,39 @@ def cmd_predict(args) -> int:
                      batch_size=args.batch_size, preset=args.preset, tta=args.tta,
                      diameter=args.diameter, stain=args.stain,
                      backend=args.backend, precision=args.precision)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.output)
+    stems, notes = output_stems(args.images)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     failed = 0
-    for path in map(Path, args.images):
+    for path, stem in stems.items():
+        written = []
         try:
             image = read_image(path)
             with _tqdm(desc=path.name, unit="batch", leave=False) as bar:
                 labels, prob = _drive(pred.segment_iter(image, return_prob=True), bar)
-            write_tiff(out / f"{path.stem}_labels.tif", labels)
+            written.append(write_tiff(out / f"{stem}_labels.tif", labels))
             if args.prob:
-                write_tiff(out / f"{path.stem}_prob.tif", prob.astype(np.float32))
-            print(f"{path.name}: {int(labels.max())} objects ({pred.last_settings.describe()}) "
-                  f"-> {out / (path.stem + '_labels.tif')}")
-        except UNetError as err:
+                written.append(write_tiff(out / f"{stem}_prob.tif", prob.astype(np.float32)))
+            print(f"{path}: {int(labels.max())} objects ({pred.last_settings.describe()}) "
+                  f"-> {written[0]}")
+        except (UNetError, MemoryError, OSError) as err:
             failed += 1
-            print(f"{path.name}: FAILED: {err}", file=sys.stderr)
+            for done in written:      # no half result: labels without their probabilities
+                done.unlink(missing_ok=True)
+            print(f"{path}: FAILED: {_explain(err, path)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _explain(err: BaseException, path: Path) -> str:
+    if isinstance(err, UNetError):
+        return str(err)
+    if isinstance(err, MemoryError):
+        return ("not enough memory to segment it; use a smaller --tile, close other programs, "
+                "or cut the image into parts")
+    return (f"{err.strerror or err} ({type(err).__name__}"
+            + (f" on {err.filename}" if getattr(err, "filename", None) else "") + "); "
+            "check the output folder (free space, permissions) and run again")
 
 
 def _pairs(labels_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -136,7 +165,7 @@ def cmd_sample(args) -> int:
     from .fileio import write_tiff
     from .synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
 
-    out = Path(args.output)
+    out = output_dir(args.output)
     for i in range(args.count):
         image, labels = synthetic_nuclei((args.size, args.size), seed=SAMPLE_SEED + i, dtype="uint16",
                                          **SAMPLE_PARAMS)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +20,58 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+_HOST = socket.gethostname().replace(".", "-")
+_swept: set[Path] = set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:       # exists, but belongs to someone else
+        return True
+    return True
+
+
+def sweep_parts(folder) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` that a killed process left in
+    ``folder`` (``.<name>.<host>.<pid>.<random>.part`` whose process on this host is gone).
+
+    Returns the files removed.  Temporary files of other hosts (a shared file system)
+    and of running processes are left alone.
+    """
+    removed = []
+    for part in Path(folder).glob(f".*.{_HOST}.*.part"):
+        pid = part.name[:-len(".part")].split(".")[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                part.unlink()
+                removed.append(part)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path):
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
-    On any error the temporary file is removed and ``path`` is left as it was.
+    On any error the temporary file is removed and ``path`` is left as it was.  The
+    temporary name carries this host and process id, so the files left by a killed
+    process are swept away the next time a file is written into the same folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    if path.parent not in _swept:
+        _swept.add(path.parent)
+        sweep_parts(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".part",
+                               dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
     try:
         yield Path(tmp)
+        # mkstemp makes 0600, and some writers (safetensors) replace the file: give the
+        # result the permissions of any other new file
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -37,39 +79,96 @@ def atomic_write(path):
         raise
 
 
+def memory_limit() -> int | None:
+    """Bytes of physical memory of this machine (None where the system does not say).
+
+    An image that declares more pixels than this cannot be read here, whatever its
+    file size: such a file is refused before anything is allocated.
+    """
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):   # not a POSIX system
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def declared_nbytes(path: Path) -> tuple[tuple[int, ...], int] | None:
+    """(shape, bytes) an image file declares in its header, without reading its pixels.
+
+    None when the header cannot say (the read then reports what is wrong).
+    """
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return tuple(series.shape), int(np.prod(series.shape, dtype=np.float64)) * series.dtype.itemsize
+        import imageio.v3 as iio
+
+        props = iio.improps(path)
+        return tuple(props.shape), int(np.prod(props.shape, dtype=np.float64)) * props.dtype.itemsize
+    except (*READ_ERRORS, MemoryError):
+        return None
+
+
+# What decoders raise on a damaged file: truncated compressed data raises zlib.error
+# (not an OSError), struct.error for short headers, EOFError for cut streams.
+READ_ERRORS = (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError, EOFError,
+               zlib.error, struct.error)
+
+
 def read_image(path) -> np.ndarray:
     """Read a TIFF (tifffile) or PNG/JPEG/BMP (imageio) into a numpy array.
+
+    A file whose header declares more pixels than this machine has memory for is
+    refused before its pixels are allocated.
 
     Raises
     ------
     ImageFileError
-        Missing, empty, corrupt or unsupported files, with what to do about it.
+        Missing, empty, truncated, corrupt, too large or unsupported files, with what
+        to do about it.
     """
     path = Path(path)
     if not path.exists():
         raise ImageFileError(f"Image file not found: {path}")
     if path.is_dir():
         raise ImageFileError(f"{path} is a folder, not an image file.")
+    if not path.is_file():
+        raise ImageFileError(f"{path} is not a regular file (a device or pipe?); give an image file.")
     if path.stat().st_size == 0:
         raise ImageFileError(f"{path} is empty (0 bytes); it was probably not copied completely.")
     suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageFileError(f"{path}: unsupported file type {suffix!r}; use one of "
+                             f"{', '.join(IMAGE_SUFFIXES)}.")
+    declared, limit = declared_nbytes(path), memory_limit()
+    if declared is not None and limit is not None and declared[1] > limit:
+        raise ImageFileError(
+            f"{path} declares an image of shape {declared[0]} ({_gib(declared[1])}), more than "
+            f"this machine's memory ({_gib(limit)}); its header is damaged, or the image must "
+            "be cut into parts (or converted to a tiled pyramid) before it can be read here.")
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
             data = np.asarray(tifffile.imread(path))
-        elif suffix in IMAGE_SUFFIXES:
+        else:
             import imageio.v3 as iio
 
             data = np.asarray(iio.imread(path))
-        else:
-            data = None
-    except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as err:
-        raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid "
-                             f"{suffix[1:].upper()} image ({type(err).__name__}: {err}).") from None
-    if data is None:
-        raise ImageFileError(f"{path}: unsupported file type {suffix!r}; use one of "
-                             f"{', '.join(IMAGE_SUFFIXES)}.")
+    except READ_ERRORS as err:
+        raise ImageFileError(f"Cannot read {path}: the file is truncated, corrupt or not a valid "
+                             f"{suffix[1:].upper()} image ({type(err).__name__}: {err}). Copy it "
+                             "again from its source.") from None
+    except MemoryError:
+        raise ImageFileError(f"Not enough memory to read {path}"
+                             + (f" ({_gib(declared[1])})" if declared else "")
+                             + ". Close other programs, or cut the image into parts.") from None
     if data.size == 0 or data.ndim < 2:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or holds no image data "
                              f"(read shape {data.shape}).")

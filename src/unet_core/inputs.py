@@ -1,9 +1,16 @@
 """Checking and arranging input images: every bad input gets a clear message."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .errors import InputError
+
+
+class ChannelOrderWarning(UserWarning):
+    """A (3 or 4, H, W) array: a 3-plane stack, or a channel-first colour image?"""
+
 
 AXES_HELP = ("Give a 2D image (H, W), a colour image (H, W, 3 or 4), or a stack of planes "
              "(Z, H, W) or (Z, H, W, C).")
@@ -41,6 +48,11 @@ def arrange_planes(image) -> tuple[np.ndarray, bool]:
     elif nd == 3 and image.shape[-1] <= 4:
         planes, stack = image[None], False
     elif nd == 3:
+        if image.shape[0] in (3, 4):
+            warnings.warn(
+                f"An image of shape {tuple(image.shape)} is taken as a stack of {image.shape[0]} "
+                f"planes (Z, H, W). If it is one colour image with its channels first, move them "
+                f"last first (numpy.moveaxis(image, 0, -1)).", ChannelOrderWarning, stacklevel=3)
         planes, stack = image[..., None], True
     elif nd == 4 and image.shape[-1] <= 4:
         planes, stack = image, True

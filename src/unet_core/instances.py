@@ -38,9 +38,10 @@ def centre_map(labels: np.ndarray) -> np.ndarray:
     ids = ids[ids > 0]
     if not len(ids):
         return np.zeros(labels.shape, np.float32)
-    peak = np.zeros(int(ids.max()) + 1, np.float32)
-    peak[ids] = ndi.maximum(dist, labels, ids)
-    out = dist / np.maximum(peak[labels], 1.0)
+    # index the peaks by rank, not by id: ids may be large (3e9) and sparse
+    peak = np.asarray(ndi.maximum(dist, labels, ids), np.float32)
+    rank = np.minimum(np.searchsorted(ids, labels), len(ids) - 1)
+    out = dist / np.maximum(peak[rank], 1.0)
     out[labels == 0] = 0
     return out.astype(np.float32)
 

@@ -1,6 +1,8 @@
 """Percentile normalization of images of any dtype, per channel."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 # Percentiles of huge images are taken on a regular subsample of about this many
@@ -35,14 +37,27 @@ def percentile_range(image: np.ndarray, low: float = 1.0, high: float = 99.8) ->
     return lo, hi
 
 
+class NonFiniteWarning(UserWarning):
+    """The image holds inf or NaN pixels (treated as background)."""
+
+
+NON_FINITE = ("The image holds pixels that are not finite numbers (inf or NaN); they carry no "
+              "intensity and are treated as background. Check how the image was made (a "
+              "division by zero, a saturated float conversion).")
+
+
 def apply_range(tile: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Map ``lo -> 0`` and ``hi -> 1`` per channel; (..., C) -> float32 (..., C).
 
-    A constant channel (``hi == lo``) maps to 0.  NaN becomes 0 and +-inf are
-    clipped, so no non-finite value reaches the network.
+    A constant channel (``hi == lo``) maps to 0.  NaN and +-inf become 0 (background:
+    a saturated +inf would otherwise look like the brightest nucleus) with a
+    :class:`NonFiniteWarning`, so no non-finite value reaches the network.
     """
     scale = np.where(hi > lo, 1.0 / np.maximum(hi - lo, 1e-12), 0.0)
     out = (tile.astype(np.float32) - lo.astype(np.float32)) * scale.astype(np.float32)
+    if np.dtype(tile.dtype).kind == "f" and not np.isfinite(tile).all():
+        warnings.warn(NON_FINITE, NonFiniteWarning, stacklevel=2)
+        out[~np.isfinite(tile)] = 0.0
     return np.nan_to_num(out, nan=0.0, posinf=10.0, neginf=-10.0).clip(-10.0, 10.0, out=None)
 
 

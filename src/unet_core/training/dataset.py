@@ -71,9 +71,20 @@ def as_example(obj, index: int = 0) -> Example:
         image, labels = np.asarray(obj[0]), np.asarray(obj[1])
         mask = np.ones(labels.shape, bool) if len(obj) == 2 or obj[2] is None else np.asarray(obj[2]) > 0
         _check_arrays(image, labels, mask)
-        return Example(f"example-{index}", image, labels.astype(np.uint32), mask, {})
+        return Example(f"example-{index}", image, uint32_ids(labels), mask, {})
     raise InputError(f"Training example {index} is a {type(obj).__name__}; give an Example or a "
                      "tuple (image, labels) or (image, labels, reviewed_mask).")
+
+
+def uint32_ids(labels: np.ndarray) -> np.ndarray:
+    """Instance ids as uint32 (H, W): ids beyond uint32 are renumbered 1..n, never wrapped
+    (a cast alone would merge or split objects)."""
+    labels = np.asarray(labels)
+    if labels.size and labels.dtype.kind in "iu" and int(labels.max()) > np.iinfo(np.uint32).max:
+        from skimage.segmentation import relabel_sequential
+
+        labels = relabel_sequential(labels)[0]
+    return labels.astype(np.uint32)
 
 
 def _check_arrays(image: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> None:
@@ -172,7 +183,7 @@ class TrainingSet:
         rev = uuid.uuid4().hex[:8]
         files = {k: f"{k}-{rev}.tif" for k in ("image", "labels", "mask")}
         write_tiff(folder / files["image"], image)
-        write_tiff(folder / files["labels"], labels.astype(np.uint32))
+        write_tiff(folder / files["labels"], uint32_ids(labels))
         write_tiff(folder / files["mask"], mask.astype(np.uint8))
         ids = np.unique(labels[mask])
         record = {
@@ -250,7 +261,7 @@ class TrainingSet:
             _check_arrays(image, labels, mask)
         except InputError as err:
             raise UNetError(f"Example {ex_id} in {self.folder} is inconsistent: {err}") from None
-        return Example(ex_id, image, labels.astype(np.uint32), mask, record)
+        return Example(ex_id, image, uint32_ids(labels), mask, record)
 
     def load(self, on_error: str = "report") -> tuple[list[Example], list[tuple[str, str]]]:
         """Read every complete example.
@@ -328,7 +339,7 @@ def examples_from_folders(images_dir, labels_dir, regions_dir=None
             continue
         record = {"source": str(path), "labels": str(labels[stem]),
                   "n_objects": int((np.unique(lab[mask]) > 0).sum())}
-        examples.append(Example(stem, image, lab.astype(np.uint32), mask, record))
+        examples.append(Example(stem, image, uint32_ids(lab), mask, record))
     for stem in sorted(set(labels) - set(images)):
         problems.append((stem, f"labels {labels[stem].name} have no image in {images_dir}"))
     return examples, problems
