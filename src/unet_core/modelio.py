@@ -236,26 +236,34 @@ def load_model(name_or_path=DEFAULT_MODEL) -> Model:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from .card import check_card, check_regular_file, check_weights_fit, read_weights_header
+
     folder = resolve_model_path(name_or_path)
     weights, card_path = folder / WEIGHTS_NAME, folder / CARD_NAME
     if not weights.exists():
         others = [p for p in folder.iterdir() if p.suffix in (".pt", ".pth", ".pkl", ".ckpt")]
         for p in others:
+            check_regular_file(p)
             _check_not_pickle(p)
         raise ModelFileError(f"{folder} has no {WEIGHTS_NAME}; a model folder holds "
                              f"{WEIGHTS_NAME} and {CARD_NAME}.")
+    check_regular_file(weights)
     _check_not_pickle(weights)
     if not card_path.exists():
         raise ModelFileError(f"{folder} has no model card {CARD_NAME}; it says how the weights were "
                              "built and must sit next to them.")
+    check_regular_file(card_path)
     try:
         card = json.loads(card_path.read_text())
-        config = UNetConfig.from_dict(card["config"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise ModelFileError(f"The model card {card_path} is not valid ({err}). Restore it from "
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"The model card {card_path} is not valid JSON ({err}). Restore it from "
                              "the folder the model came from.") from None
-    expected = card.get("sha256")
-    if expected and expected != _sha256(weights):
+    # everything is checked before anything is built: the card against its schema, the
+    # weights' header against the architecture (no allocation), then the hash
+    check_card(card, card_path)
+    config = UNetConfig.from_dict(card["config"])
+    check_weights_fit(read_weights_header(weights), config, folder)
+    if card["sha256"] != _sha256(weights):
         raise ModelFileError(f"The weights in {folder} do not match the hash in the model card: "
                              "the file was changed or damaged. Copy the model folder again.")
     try:
@@ -264,16 +272,6 @@ def load_model(name_or_path=DEFAULT_MODEL) -> Model:
         raise ModelFileError(f"{weights} is not a readable safetensors file ({err}). The file is "
                              "damaged or not a napari-unet model; copy it again.") from None
     net = UNet(config)
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or extra or wrong:
-        detail = "; ".join(x for x in (
-            f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
-            f"wrong shape {wrong[:3]}" if wrong else "") if x)
-        raise ModelFileError(f"The weights in {folder} do not fit the architecture in its model card "
-                             f"({detail}). The card and weights belong to different models.")
     net.load_state_dict(state)
     net.eval()
     return Model(net=net, card=card, path=folder)
