@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import logging
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Generator
@@ -19,9 +20,10 @@ import torch
 
 from ..errors import InputError
 from ..model import UNet, UNetConfig
-from ..modelio import CARD_NAME, Model, bundled_model_dir, load_model, make_card, save_model, user_model_dir
+from ..modelio import Model, load_model, make_card, save_model, user_model_dir
 from ..progress import Progress, run_to_end
 from .checkpoint import discard_dir
+from .outdir import CHECKPOINTS, check_out_dir, new_sibling, out_dir_lock, replace_dir
 from .dataset import TrainingSet, as_example
 from .scaling import to_model_scale, training_diameter
 from .train import train_iter
@@ -29,7 +31,6 @@ from .validate import evaluate_iter
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 # Keys of a training config (JSON) that go to train_iter.
 TRAIN_KEYS = ("steps", "max_seconds", "lr", "batch_size", "crop", "seed", "checkpoint_every",
               "val_every", "schedule", "min_lr_fraction", "restart_period", "warmup",
@@ -38,31 +39,6 @@ TRAIN_KEYS = ("steps", "max_seconds", "lr", "batch_size", "crop", "seed", "check
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def check_out_dir(out_dir, base_path=None, *, resume=False, overwrite=False) -> Path:
-    """Refuse output folders that would overwrite a base model, the bundled weights, or
-    (unless ``resume`` or ``overwrite``) a finished model.  Returns the resolved path."""
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"The output {out} is a file; give a folder for the new model.")
-    if base_path is not None and _inside(out, Path(base_path).resolve()):
-        raise InputError(f"The output folder {out} is (inside) the base model's folder; the base "
-                         "model is never overwritten. Choose a new folder for the fine-tuned model.")
-    bundled = bundled_model_dir().resolve()
-    if _inside(out, bundled):
-        raise InputError(f"The output folder {out} is inside the bundled models folder {bundled}, "
-                         f"which belongs to the installed package. Save new models elsewhere, e.g. "
-                         f"in {user_model_dir()}.")
-    unfinished = resume and any((out / CHECKPOINTS).glob("step-*"))
-    if (out / CARD_NAME).exists() and not (unfinished or overwrite):
-        raise InputError(f"{out} already holds a finished model. Choose a new folder, or replace "
-                         "it (--overwrite).")
-    return out
 
 
 def _examples(examples) -> tuple[list, list]:
@@ -108,12 +84,17 @@ def _summary(examples) -> list[dict]:
 
 
 def _finish(net, out: Path, card: dict, keep_checkpoints: bool) -> Path:
-    # An old card next to new weights would fail its hash check: drop it first, so a
-    # crash in between leaves weights without a card, never a broken model.
-    (out / CARD_NAME).unlink(missing_ok=True)
-    save_model(net, out, card)
-    if not keep_checkpoints:
-        discard_dir(out / CHECKPOINTS)
+    # The new model is written complete beside ``out`` and swapped in: a crash at any
+    # moment leaves the previous model (or none) or the new one, never a mix.
+    new = new_sibling(out)
+    try:
+        save_model(net, new, card)
+        if keep_checkpoints and (out / CHECKPOINTS).is_dir():
+            os.replace(out / CHECKPOINTS, new / CHECKPOINTS)
+        replace_dir(new, out)
+    except BaseException:
+        discard_dir(new)
+        raise
     log.info("saved model %s", out)
     return out
 
@@ -158,8 +139,20 @@ def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
     """
     model = base if isinstance(base, Model) else load_model(base)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = check_out_dir(out_dir or user_model_dir() / f"{model.name}-ft-{stamp}", model.path,
-                        resume=resume, overwrite=overwrite)
+    with out_dir_lock(out_dir or user_model_dir() / f"{model.name}-ft-{stamp}") as out:
+        return (yield from _finetune_locked(
+            model, examples, out, steps=steps, max_seconds=max_seconds, lr=lr,
+            val_fraction=val_fraction, val_examples=val_examples, seed=seed, batch_size=batch_size,
+            crop=crop, checkpoint_every=checkpoint_every, val_every=val_every, resume=resume,
+            overwrite=overwrite, name=name, description=description, device=device,
+            augment=augment, keep_checkpoints=keep_checkpoints))
+
+
+def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fraction, val_examples,
+                     seed, batch_size, crop, checkpoint_every, val_every, resume, overwrite, name,
+                     description, device, augment, keep_checkpoints):
+    """:func:`finetune_iter` once the output folder's lock is held."""
+    out = check_out_dir(out, model.path, resume=resume, overwrite=overwrite)
     examples, problems = _examples(examples)
     if val_examples is not None:
         train, val, held = examples, [as_example(e, i) for i, e in enumerate(val_examples)], True
@@ -293,7 +286,15 @@ def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_example
     if bad:
         raise InputError(f"Unknown training parameters {bad}; use {list(TRAIN_KEYS)}.")
     params.update({k: v for k, v in overrides.items() if v is not None})
-    out = check_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    with out_dir_lock(out_dir) as out:
+        return (yield from _scratch_locked(cfg, params, rest, examples, out, val_examples=val_examples,
+                                           resume=resume, overwrite=overwrite, device=device,
+                                           init=init))
+
+
+def _scratch_locked(cfg, params, rest, examples, out, *, val_examples, resume, overwrite, device, init):
+    """:func:`train_from_scratch_iter` once the output folder's lock is held."""
+    out = check_out_dir(out, resume=resume, overwrite=overwrite)
     examples, problems = _examples(examples)
     seed = int(params.setdefault("seed", 0))
     if val_examples is not None:

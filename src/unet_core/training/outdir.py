@@ -1,0 +1,156 @@
+"""The folder a training writes its new model into: checked, locked, replaced atomically.
+
+* Only a folder that is empty, or holds nothing but a model and checkpoints of ours,
+  is written into: a user's own files there (a ``checkpoints/`` of another tool, an
+  unrelated ``model.safetensors``) are never deleted or overwritten.
+* One training at a time per folder: a lock file beside it (``.<name>.lock``, held
+  with ``flock``, so the kernel releases it when the process dies, even by SIGKILL).
+* The finished model is written complete into a hidden sibling folder and swapped in
+  with renames, so a kill at any moment leaves the previous model or the new one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+from ..errors import InputError
+from ..modelio import CARD_NAME, WEIGHTS_NAME, bundled_model_dir, user_model_dir
+from .checkpoint import STATE_NAME, discard_dir
+
+CHECKPOINTS = "checkpoints"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _is_our_card(path: Path) -> bool:
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("architecture") == "unet" and "config" in card
+
+
+def _foreign(out: Path) -> list[str]:
+    """Entries of ``out`` that are not a model or checkpoints of ours."""
+    strange = []
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if name == CARD_NAME and entry.is_file() and _is_our_card(entry):
+            continue
+        if name == WEIGHTS_NAME and entry.is_file() and (out / CARD_NAME).is_file() \
+                and _is_our_card(out / CARD_NAME):
+            continue
+        if name == CHECKPOINTS and entry.is_dir() and all(
+                p.is_dir() and (p.name.startswith(".") or (p / STATE_NAME).is_file()
+                                or p.name.startswith("step-")) for p in entry.iterdir()):
+            continue
+        strange.append(name + ("/" if entry.is_dir() else ""))
+    return strange
+
+
+def _siblings(out: Path, kind: str) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.{kind}-*"))
+
+
+def _recover(out: Path) -> None:
+    """Finish a swap that a kill interrupted, and sweep what it left (under the lock)."""
+    if not out.exists():
+        for new in _siblings(out, "new"):
+            if (new / CARD_NAME).is_file():
+                os.replace(new, out)
+                break
+    for leftover in _siblings(out, "new") + _siblings(out, "old"):
+        discard_dir(leftover)
+
+
+def check_out_dir(out_dir, base_path=None, *, resume=False, overwrite=False) -> Path:
+    """Refuse output folders that would overwrite a base model, the bundled weights,
+    (unless ``resume`` or ``overwrite``) a finished model, or anything not ours.
+
+    Call it holding :func:`out_dir_lock`.  Returns the resolved path.
+    """
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"The output {out} is a file; give a folder for the new model.")
+    if base_path is not None and _inside(out, Path(base_path).resolve()):
+        raise InputError(f"The output folder {out} is (inside) the base model's folder; the base "
+                         "model is never overwritten. Choose a new folder for the fine-tuned model.")
+    bundled = bundled_model_dir().resolve()
+    if _inside(out, bundled):
+        raise InputError(f"The output folder {out} is inside the bundled models folder {bundled}, "
+                         f"which belongs to the installed package. Save new models elsewhere, e.g. "
+                         f"in {user_model_dir()}.")
+    _recover(out)
+    if not out.exists():
+        return out
+    strange = _foreign(out)
+    if strange:
+        raise InputError(f"The output folder {out} holds files that are not a model of this program "
+                         f"({', '.join(strange[:5])}{', ...' if len(strange) > 5 else ''}); they are "
+                         "never deleted or overwritten. Choose a new or empty folder.")
+    unfinished = resume and any((out / CHECKPOINTS).glob("step-*"))
+    if (out / CARD_NAME).exists() and not (unfinished or overwrite):
+        raise InputError(f"{out} already holds a finished model. Choose a new folder, or replace "
+                         "it (--overwrite).")
+    return out
+
+
+@contextlib.contextmanager
+def out_dir_lock(out_dir):
+    """Hold the lock of an output folder for one training; refuse if another holds it.
+
+    The lock is the file ``.<name>.lock`` beside the folder (so swapping the folder
+    does not drop it), locked with ``flock``: released when this process ends in any
+    way.  Where ``fcntl`` does not exist (Windows) ``msvcrt.locking`` is used.
+    """
+    out = Path(out_dir).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            _lock(fd)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise InputError(f"Another training (process {holder}) is writing into {out}. Wait for "
+                             "it to end, or choose another folder.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield out
+    finally:
+        os.close(fd)     # closing releases the lock; the file stays (removing it would race)
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:      # Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` (a hidden sibling of ``out``) at ``out``.
+
+    Two renames: ``out`` to a hidden ``.old-`` name, ``new`` into place; the old one is
+    deleted afterwards.  A kill in between leaves both complete, and the next
+    :func:`check_out_dir` of ``out`` finishes the swap.
+    """
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    discard_dir(old)
+
+
+def new_sibling(out: Path) -> Path:
+    """A fresh hidden folder beside ``out`` to build its replacement in."""
+    return out.parent / f".{out.name}.new-{uuid.uuid4().hex[:8]}"
