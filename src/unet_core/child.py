@@ -15,7 +15,8 @@ import multiprocessing as mp
 import pickle
 import signal
 import traceback
-from typing import Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 from .errors import UNetError
 from .progress import Progress
