@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_example
 
+from conftest import make_example
 from unet_core import ImageFileError, Predictor, cli
 from unet_core.fileio import atomic_write, read_image, sweep_parts, write_tiff
 from unet_core.inputs import ChannelOrderWarning

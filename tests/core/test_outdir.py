@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_example
 
+from conftest import make_example
 from unet_core import InputError, cli, load_model
 from unet_core.training import TrainingSet, finetune
 
