@@ -86,19 +86,20 @@ def cmd_predict(args) -> int:
             failed += 1
             for done in written:      # no half result: labels without their probabilities
                 done.unlink(missing_ok=True)
-            print(f"{path}: FAILED: {_explain(err, path)}", file=sys.stderr)
+            print(f"{path}: FAILED: {_explain(err)}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _explain(err: BaseException, path: Path) -> str:
+def _explain(err: BaseException) -> str:
+    """What went wrong for an error of the machine (memory, disk), not of the input."""
     if isinstance(err, UNetError):
         return str(err)
     if isinstance(err, MemoryError):
-        return ("not enough memory to segment it; use a smaller --tile, close other programs, "
-                "or cut the image into parts")
+        return ("not enough memory; use a smaller --tile (predict) or --crop / --batch-size "
+                "(training), close other programs, or cut the image into parts")
     return (f"{err.strerror or err} ({type(err).__name__}"
             + (f" on {err.filename}" if getattr(err, "filename", None) else "") + "); "
-            "check the output folder (free space, permissions) and run again")
+            "check the disk (free space, permissions) and run again")
 
 
 def _pairs(labels_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -268,6 +269,9 @@ def main(argv=None) -> int:
     except UNetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (MemoryError, OSError) as err:   # the machine, not the arguments: say so, no traceback
+        print(f"error: {_explain(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
