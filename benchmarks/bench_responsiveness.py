@@ -10,9 +10,8 @@ frozen (nothing repainted, no click answered).  Measured in three phases:
   adds a 2048 x 2048 Labels layer to the viewer
 - ``segment-2``: the same again (the Labels layer exists: its data is replaced)
 - ``finetune``:  the Fine-tune widget trains that U-Net (30 steps, 256 px crops,
-  batch 2) on three 384 px synthetic examples, validating every 3 steps; the first
-  run in a session also pays PyTorch's lazy imports (torch._dynamo, ~800 modules,
-  imported by the first ``torch.optim.Adam``) in the worker thread
+  batch 2) on three 384 px synthetic examples, validating every 3 steps, in its
+  child process (started with spawn; napari's process only receives the progress)
 - ``finetune-2``: the same again (steady state)
 
 Run under a display::
