@@ -73,6 +73,7 @@ def check_card(card, card_path) -> None:
             problems.append(f"normalization.low ({n['low']}) must be below normalization.high ({n['high']})")
     if card.get("instances") is not None:
         _check_fields("instances", card["instances"], INSTANCES_SCHEMA, problems)
+    _check_diameter(card, problems)
     outputs = card.get("outputs")
     if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
         problems.append(f"outputs must be a list of names, got {outputs!r}")
@@ -96,6 +97,22 @@ def check_regular_file(path: Path):
         raise ModelFileError(f"{path} is not a regular file (a device, pipe or link to one); a "
                              "model's files must be plain files. Copy the model folder again.")
     return st
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_diameter(card: dict, problems: list) -> None:
+    """``diameter`` (px, positive, or null: use images at their own scale) and
+    ``diameter_range`` ([low, high] px around it)."""
+    d = card.get("diameter")
+    if d is not None and not (_number(d) and 1.0 <= d <= 1000.0):
+        problems.append(f"diameter must be a number of px between 1 and 1000 (or null), got {d!r}")
+    r = card.get("diameter_range")
+    if r is not None and not (isinstance(r, list) and len(r) == 2 and all(_number(v) for v in r)
+                              and 0.0 < r[0] < r[1] <= 1000.0):
+        problems.append(f"diameter_range must be [low, high] px with 0 < low < high, got {r!r}")
 
 
 def read_weights_header(path: Path) -> dict:

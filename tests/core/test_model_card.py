@@ -67,7 +67,9 @@ def test_config_values_are_typed_and_bounded(saved_model, key, value, message):
     ("instances", [1, 2], "instances must be an object"),
     ("normalization", {"low": 99.0, "high": 1.0}, "normalization.low .99.0. must be below"),
     ("normalization", {"low": 1.0, "high": 300}, "normalization.high must be between"),
-    ("normalization", {"high": 99.8}, "normalization.low is missing")])
+    ("normalization", {"high": 99.8}, "normalization.low is missing"),
+    ("diameter", "big", "diameter must be a number"), ("diameter", 0, "diameter must be a number"),
+    ("diameter_range", [30, 10], "diameter_range must be")])
 def test_values_read_at_predict_time_are_checked_at_load_time(saved_model, section, value, message):
     _edit(saved_model, lambda c: c.update({section: value}))
     with pytest.raises(ModelFileError, match=message):
