@@ -139,7 +139,7 @@ def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
     """
     model = base if isinstance(base, Model) else load_model(base)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    with out_dir_lock(out_dir or user_model_dir() / f"{model.name}-ft-{stamp}") as out:
+    with out_dir_lock(out_dir or user_model_dir() / f"{model.name}-ft-{stamp}", model.path) as out:
         return (yield from _finetune_locked(
             model, examples, out, steps=steps, max_seconds=max_seconds, lr=lr,
             val_fraction=val_fraction, val_examples=val_examples, seed=seed, batch_size=batch_size,

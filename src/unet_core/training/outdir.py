@@ -68,12 +68,8 @@ def _recover(out: Path) -> None:
         discard_dir(leftover)
 
 
-def check_out_dir(out_dir, base_path=None, *, resume=False, overwrite=False) -> Path:
-    """Refuse output folders that would overwrite a base model, the bundled weights,
-    (unless ``resume`` or ``overwrite``) a finished model, or anything not ours.
-
-    Call it holding :func:`out_dir_lock`.  Returns the resolved path.
-    """
+def _check_place(out_dir, base_path=None) -> Path:
+    """Refuse places a new model must never go (checked before anything is written there)."""
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise InputError(f"The output {out} is a file; give a folder for the new model.")
@@ -85,6 +81,16 @@ def check_out_dir(out_dir, base_path=None, *, resume=False, overwrite=False) -> 
         raise InputError(f"The output folder {out} is inside the bundled models folder {bundled}, "
                          f"which belongs to the installed package. Save new models elsewhere, e.g. "
                          f"in {user_model_dir()}.")
+    return out
+
+
+def check_out_dir(out_dir, base_path=None, *, resume=False, overwrite=False) -> Path:
+    """Refuse output folders that would overwrite a base model, the bundled weights,
+    (unless ``resume`` or ``overwrite``) a finished model, or anything not ours.
+
+    Call it holding :func:`out_dir_lock`.  Returns the resolved path.
+    """
+    out = _check_place(out_dir, base_path)
     _recover(out)
     if not out.exists():
         return out
@@ -101,14 +107,14 @@ def check_out_dir(out_dir, base_path=None, *, resume=False, overwrite=False) -> 
 
 
 @contextlib.contextmanager
-def out_dir_lock(out_dir):
+def out_dir_lock(out_dir, base_path=None):
     """Hold the lock of an output folder for one training; refuse if another holds it.
 
     The lock is the file ``.<name>.lock`` beside the folder (so swapping the folder
     does not drop it), locked with ``flock``: released when this process ends in any
     way.  Where ``fcntl`` does not exist (Windows) ``msvcrt.locking`` is used.
     """
-    out = Path(out_dir).expanduser().resolve()
+    out = _check_place(out_dir, base_path)   # no lock file inside a base model or the package
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / f".{out.name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
