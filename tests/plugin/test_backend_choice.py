@@ -26,7 +26,7 @@ def _run(qtbot, widget, timeout=60_000):
 def test_segment_device_choice_shows_auto_and_runs_the_chosen_backend(make_napari_viewer, qtbot,
                                                                       tiny_model, notifications):
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Segment")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
     widget.model_picker.set_model(tiny_model)
     texts = _texts(widget.device_combo)
     assert texts[0] == f"auto: cpu, {describe(*resolve('auto', 'auto', 'cpu'))}"
@@ -54,7 +54,7 @@ def test_segment_device_choice_shows_auto_and_runs_the_chosen_backend(make_napar
 def test_batch_fallback_reaches_the_user_once(make_napari_viewer, qtbot, tiny_model, tmp_path,
                                              notifications, monkeypatch):
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Batch")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Batch")
     widget.model_picker.set_model(tiny_model)
     (tmp_path / "in").mkdir()
     for i in range(2):
