@@ -37,7 +37,7 @@ PRECISIONS = ("auto", "f32", "bf16")
 CPU_ORDER = ("openvino", "onnxruntime")
 #: What a user reads for each backend.
 LABELS = {"torch": "PyTorch", "openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
-INSTALL_HINT = ('pip install "napari-unet[all]" (or pip install openvino onnx) runs the network '
+INSTALL_HINT = ('pip install "napari-nuclei-unet[all]" (or pip install openvino onnx) runs the network '
                 "about 1.5x faster on a CPU, more where it runs bf16")
 #: Bump when the exported graph changes, so old cache files are not used.
 EXPORT_VERSION = 1
