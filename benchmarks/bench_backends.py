@@ -107,6 +107,7 @@ def quality() -> dict:
     with PyTorch's (AP50 of one against the other)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from realdata import dsb2018_sample
+
     from unet_core import Predictor, load_model
     from unet_core.backends import cpu_bf16
     from unet_core.metrics import evaluate

@@ -16,8 +16,8 @@ import json
 import time
 
 import numpy as np
-
 from realdata import dsb2018_sample
+
 from unet_core import Predictor, load_model
 from unet_core.resample import resample
 
@@ -46,10 +46,10 @@ def main(argv=None):
         given = auto.with_options(diameter=settings.diameter if settings.scale != 1 else "none")
         times = {k: [] for k in ("predict given", "predict auto", "segment given", "segment auto")}
         for _ in range(args.reps):
-            times["predict given"].append(timed(lambda: given.predict(image)))
-            times["predict auto"].append(timed(lambda: auto.predict(image)))
-            times["segment given"].append(timed(lambda: given.segment(image)))
-            times["segment auto"].append(timed(lambda: auto.segment(image)))
+            times["predict given"].append(timed(lambda g=given, im=image: g.predict(im)))
+            times["predict auto"].append(timed(lambda im=image: auto.predict(im)))
+            times["segment given"].append(timed(lambda g=given, im=image: g.segment(im)))
+            times["segment auto"].append(timed(lambda im=image: auto.segment(im)))
         med = {k: float(np.median(v)) for k, v in times.items()}
         rows[name] = {"median_s": med, "settings": settings.as_record(),
                       "predict_ratio": med["predict auto"] / med["predict given"],

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from realdata import dsb2018_sample
 from scipy import ndimage as ndi
 
-from realdata import dsb2018_sample
 from unet_core import Predictor, load_model
 from unet_core.metrics import evaluate
 from unet_core.progress import run_to_end

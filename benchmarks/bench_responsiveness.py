@@ -38,7 +38,7 @@ class GapMeter:
     """Records the gaps between the ticks of a 10 ms timer (ms)."""
 
     def __init__(self):
-        from qtpy.QtCore import QTimer, Qt
+        from qtpy.QtCore import Qt, QTimer
 
         self.timer = QTimer()
         self.timer.setTimerType(Qt.PreciseTimer)

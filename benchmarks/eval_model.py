@@ -15,8 +15,8 @@ import json
 import time
 
 import numpy as np
-
 from realdata import classical_baseline, dsb2018_sample
+
 from unet_core import Predictor, load_model
 from unet_core.metrics import evaluate
 from unet_core.synthetic import synthetic_dataset

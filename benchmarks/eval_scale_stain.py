@@ -18,8 +18,8 @@ import argparse
 import json
 
 import numpy as np
-
 from realdata import dsb2018_sample
+
 from unet_core import Predictor, load_model
 from unet_core.metrics import evaluate
 from unet_core.resample import nearest_labels, resample

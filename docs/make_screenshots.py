@@ -57,7 +57,7 @@ def _demo_net(steps: int = 250) -> UNet:
     x = torch.from_numpy(np.stack([normalize(im[..., None])[..., 0] for im, _ in data])[:, None])
     y = torch.from_numpy(np.stack([labels_to_targets(lab) for _, lab in data]))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(data), (4,))
         loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx]), y[idx])
         opt.zero_grad()

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from make_screenshots import OUT, _model, _wait
 
 TMP = Path(tempfile.mkdtemp(prefix="napari-unet-shots-"))
@@ -27,7 +26,6 @@ os.environ["NAPARI_UNET_MODELS"] = str(TMP / "models")
 os.environ["NAPARI_UNET_TRAINING_SET"] = str(TMP / "training-set")
 
 import napari  # noqa: E402  (after the environment that points the plugin at TMP)
-
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
 from unet_core.synthetic import synthetic_nuclei  # noqa: E402

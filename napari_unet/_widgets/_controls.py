@@ -5,9 +5,21 @@ from pathlib import Path
 
 from napari.utils import progress as napari_progress
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
-                            QLabel, QLineEdit, QProgressBar, QPushButton, QSizePolicy, QToolButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from unet_core import Progress, list_models
 from unet_core.stain import STAIN_CHOICES

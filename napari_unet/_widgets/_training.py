@@ -100,9 +100,9 @@ def rectangles_mask(shapes, image, plane: tuple[int, ...], shape: tuple[int, int
             continue
         world = [shapes.data_to_world(v) for v in np.asarray(verts, float)]
         pix = np.array([image.world_to_data(w) for w in world])
-        if plane and pix.shape[1] > 2 and shapes.ndim > 2:
-            if np.any(np.round(pix[:, :len(plane)].mean(axis=0)) != plane):
-                continue
+        if plane and pix.shape[1] > 2 and shapes.ndim > 2 and \
+                np.any(np.round(pix[:, :len(plane)].mean(axis=0)) != plane):
+            continue
         yx = pix[:, -2:]
         if kind == "ellipse":
             (y0, x0), (y1, x1) = yx.min(axis=0), yx.max(axis=0)

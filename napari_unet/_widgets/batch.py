@@ -4,8 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                            QListWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ._common import PredictorCache, PredictorKey, batch_job, describe_error
 from ._controls import FolderEdit, ModelPicker, RunBar, inference_combo, start_job, tta_check

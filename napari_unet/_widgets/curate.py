@@ -7,16 +7,24 @@ import numpy as np
 from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
-                            QListWidgetItem, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from unet_core import InputError, UNetError
 from unet_core.training.dataset import TrainingSet, example_id
 
 from ._common import layer_pixels
 from ._controls import FolderEdit, fill_layer_combo
-from ._training import (current_plane, default_training_dir, example_text, plane_content_key,
-                        rectangles_mask)
+from ._training import current_plane, default_training_dir, example_text, plane_content_key, rectangles_mask
 
 #: Region choices: (label, key).
 REGIONS = (("whole image", "whole"), ("rectangles of a Shapes layer", "shapes"))

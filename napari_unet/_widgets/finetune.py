@@ -8,22 +8,39 @@ from pathlib import Path
 from napari.utils.notifications import show_error, show_info
 from napari.utils.theme import get_theme
 from qtpy.QtCore import QEvent, Qt
-from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
-                            QHeaderView, QLabel, QPushButton, QSpinBox, QTableWidget,
-                            QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from unet_core import Progress, UNetError
 from unet_core.child import ChildDied, JobCancelled
-
-from .. import PLUGIN_NAME
 from unet_core.training.checkpoint import discard_dir
 from unet_core.training.dataset import TrainingSet
 
+from .. import PLUGIN_NAME
 from ._common import describe_error
 from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job
 from ._plot import TrainingPlot
-from ._training import (SCORES, default_training_dir, finetune_child, finetune_job, finished_model,
-                        new_model_dir)
+from ._training import (
+    SCORES,
+    default_training_dir,
+    finetune_child,
+    finetune_job,
+    finished_model,
+    new_model_dir,
+)
 
 LEARNING_RATES = ("1e-3", "3e-4", "1e-4", "3e-5", "1e-5")
 STAGES = {"load": "Loading", "validate-base": "Scoring the base model",

@@ -3,13 +3,28 @@ from __future__ import annotations
 
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QSpinBox,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from unet_core.scale import ImageSettings
 
-from ._common import (TILINGS, PredictorCache, PredictorKey, describe_error, estimate_job,
-                      layer_pixels, segment_job)
+from ._common import (
+    TILINGS,
+    PredictorCache,
+    PredictorKey,
+    describe_error,
+    estimate_job,
+    layer_pixels,
+    segment_job,
+)
 from ._controls import ModelPicker, RunBar, ScaleControls, inference_combo, start_job, tta_check
 
 
@@ -137,8 +152,8 @@ class SegmentWidget(QWidget):
         """Model, device and tiling as chosen in the widget."""
         preset = self.tiling_combo.currentData()
         device, backend, precision = self.device_combo.currentData()
-        common = dict(model=self.model_picker.model_path(), device=device, backend=backend,
-                      precision=precision, tta=self.tta_check.isChecked())
+        common = {"model": self.model_picker.model_path(), "device": device, "backend": backend,
+                  "precision": precision, "tta": self.tta_check.isChecked()}
         if preset != "custom":
             return PredictorKey(preset=preset, **common)
         return PredictorKey(tile=self.tile_spin.value(), halo=self.halo_spin.value(),

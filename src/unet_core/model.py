@@ -52,7 +52,7 @@ class UNetConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
+    def from_dict(cls, d: dict) -> UNetConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -5,7 +5,7 @@ import copy
 import dataclasses
 import logging
 import os
-from typing import Generator
+from collections.abc import Generator
 
 import numpy as np
 import torch
@@ -18,8 +18,7 @@ from .modelio import Model, load_model
 from .normalize import apply_range, percentile_range
 from .progress import Progress, Stage, run_to_end
 from .resample import Resampled, resample, resampled_shape
-from .scale import (MAX_SCALE, MIN_SCALE, ImageSettings, Prepared, content_box, crop,
-                    overview)
+from .scale import MAX_SCALE, MIN_SCALE, ImageSettings, Prepared, content_box, crop, overview
 from .sizing import estimate_diameter_iter, parse_diameter
 from .stain import Stain, detect_stain, parse_stain, white_level
 from .tiling import CLASSIC, plan_grid
@@ -187,7 +186,7 @@ class Predictor:
         """What making the engine cost (:func:`~unet_core.backends.make_engine`)."""
         return self._engine["info"]
 
-    def with_options(self, diameter=None, stain=None) -> "Predictor":
+    def with_options(self, diameter=None, stain=None) -> Predictor:
         """A Predictor sharing this one's network and device, with another ``diameter``
         and/or ``stain`` (None keeps this one's)."""
         other = copy.copy(self)

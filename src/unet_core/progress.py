@@ -7,9 +7,10 @@ not asking for the next item (``gen.close()``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Generator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 

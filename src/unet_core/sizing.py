@@ -20,8 +20,15 @@ from .errors import InputError
 from .normalize import apply_range
 from .progress import Progress, Stage
 from .resample import Resampled, resampled_shape
-from .scale import (MAX_DIAMETER, MAX_SCALE, MIN_DIAMETER, MIN_SCALE, distance_diameter,
-                    equivalent_diameters, probe_windows)
+from .scale import (
+    MAX_DIAMETER,
+    MAX_SCALE,
+    MIN_DIAMETER,
+    MIN_SCALE,
+    distance_diameter,
+    equivalent_diameters,
+    probe_windows,
+)
 
 #: Side (px, at the network's scale) and number of the probe windows.
 PROBE_SIDE, PROBE_COUNT = 512, 1

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from conftest import lively_unet, make_example
-from unet_core import InputError, Predictor, load_model
-from unet_core import backends
+from unet_core import InputError, Predictor, backends, load_model
 from unet_core.backends import BackendWarning, content_hash, cpu_bf16, installed, resolve
 
 FAST = [b for b in backends.CPU_ORDER if b in installed()]

@@ -56,7 +56,7 @@ def test_bad_arguments():
 
 
 def test_labels_sequential_and_connected(dataset):
-    for image, labels in dataset[:6]:
+    for _, labels in dataset[:6]:
         ids = np.unique(labels)
         assert ids[0] == 0
         assert np.array_equal(ids[1:], np.arange(1, ids.size))

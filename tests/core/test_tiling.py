@@ -36,7 +36,7 @@ def test_grid_covers_image_once(shape, core, border):
         assert wy % 16 == 0 and wx % 16 == 0
         dst, src = grid.core_slices(o)
         if border == "none":  # windows stay inside the aligned image
-            assert 0 <= wy and wy + grid.tile_shape[0] <= grid.padded[0]
+            assert wy >= 0 and wy + grid.tile_shape[0] <= grid.padded[0]
         # every core pixel has its halo inside the window, or the image edge
         assert src[0].start >= grid.halo or wy <= 0
         assert src[1].start >= grid.halo or wx <= 0

@@ -59,7 +59,7 @@ def test_add_replace_remove(curate, notifications):
     widget.example_list.setCurrentRow(0)
     widget.remove_button.click()
     assert len(ts) == 0 and widget.example_list.count() == 0
-    assert not [p for p in folder.iterdir()]
+    assert not list(folder.iterdir())
     assert not widget.remove_button.isEnabled()
     assert not _severity(notifications, NotificationSeverity.ERROR)
 

@@ -5,9 +5,8 @@ from pathlib import Path
 import npe2
 import pytest
 
-from unet_core import load_model
-
 import napari_unet
+from unet_core import load_model
 
 MANIFEST = Path(napari_unet.__file__).parent / "napari.yaml"
 

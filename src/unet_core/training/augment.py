@@ -38,7 +38,7 @@ class AugmentConfig:
     scale_range: tuple = (0.5, 2.0)   # log-uniform factor of the resampling
 
     @classmethod
-    def from_value(cls, value) -> "AugmentConfig | None":
+    def from_value(cls, value) -> AugmentConfig | None:
         """``True``/``None`` -> defaults, ``False`` -> None (no augmentation), dict -> fields."""
         if value is False:
             return None

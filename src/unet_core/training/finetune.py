@@ -11,9 +11,9 @@ import copy
 import datetime as _dt
 import logging
 import os
+from collections.abc import Generator
 from dataclasses import fields
 from pathlib import Path
-from typing import Generator
 
 import numpy as np
 import torch
@@ -23,8 +23,8 @@ from ..model import UNet, UNetConfig
 from ..modelio import Model, load_model, make_card, save_model, user_model_dir
 from ..progress import Progress, run_to_end
 from .checkpoint import discard_dir
-from .outdir import CHECKPOINTS, check_out_dir, new_sibling, out_dir_lock, replace_dir
 from .dataset import TrainingSet, as_example
+from .outdir import CHECKPOINTS, check_out_dir, new_sibling, out_dir_lock, replace_dir
 from .scaling import to_model_scale, training_diameter
 from .train import train_iter
 from .validate import evaluate_iter
@@ -189,10 +189,10 @@ def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fracti
         except StopIteration as stop:
             result = stop.value
             break
-        if best is not None and p.stage == "train" and (p.info or {}).get("val"):
-            if _score(p.info["val"]) > best["score"]:
-                best.update(score=_score(p.info["val"]), step=p.done,
-                            state={k: v.detach().clone() for k, v in net.state_dict().items()})
+        if best is not None and p.stage == "train" and (p.info or {}).get("val") \
+                and _score(p.info["val"]) > best["score"]:
+            best.update(score=_score(p.info["val"]), step=p.done,
+                        state={k: v.detach().clone() for k, v in net.state_dict().items()})
         yield p
     after = result["val"]
     if after is None and val:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Generator, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from ..modelio import Model, make_card
 from ..normalize import normalize
 from ..predict import resolve_device
 from ..progress import Progress
-from .augment import AugmentConfig, augment as augment_crop, reviewed_points, scaled_crop
+from .augment import AugmentConfig, reviewed_points, scaled_crop
+from .augment import augment as augment_crop
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .dataset import Example, as_example
 from .loss import masked_bce_dice_loss

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Generator, Sequence
+from collections.abc import Generator, Sequence
 
 import numpy as np
 
