@@ -164,7 +164,7 @@ def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fracti
     # the examples as the network will see them at prediction: its stain and size
     from ..predict import Predictor
 
-    viewer = Predictor(model, device="cpu")
+    viewer = Predictor(model, device="cpu", backend="torch")
     train = [to_model_scale(e, viewer) for e in train]
     val = [to_model_scale(e, viewer) for e in val]
     before = yield from evaluate_iter(model, val, device, stage="validate-base")

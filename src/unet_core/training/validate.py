@@ -42,9 +42,11 @@ def evaluate_iter(model: Model, examples: Sequence[Example], device="cpu", stage
     if not examples:
         return {}
     net = copy.deepcopy(model.net).eval()
-    # examples are already at the network's size and stain (training.scaling)
+    # examples are already at the network's size and stain (training.scaling); PyTorch,
+    # because the weights change between validations (an exported graph would be made,
+    # compiled and cached anew each time)
     pred = Predictor(Model(net=net, card=model.card, path=None), device=device, diameter=None,
-                     stain="fluorescence")
+                     stain="fluorescence", backend="torch")
     rows = []
     yield Progress(0, len(examples), stage)
     for i, ex in enumerate(examples):
