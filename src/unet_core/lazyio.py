@@ -118,12 +118,16 @@ def _open_tiff(path: Path) -> LazyImage:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, dtype = series.shape, series.dtype
-            pages = series.pages
-            windowed = all(p is not None and (p.is_tiled or p.rowsperstrip < p.imagelength
-                                              or not p.compression > 1) for p in pages[:1])
+            page = tif.pages[0]
+            raw = page.compression == 1
+            windowed = page.is_tiled or page.rowsperstrip < page.imagelength or raw
     except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as err:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid TIFF image "
                              f"({type(err).__name__}: {err}).") from None
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if raw and path.stat().st_size < need:
+        raise ImageFileError(f"{path} declares {' x '.join(map(str, shape))} px ({need:,} bytes) but "
+                             f"holds {path.stat().st_size:,} bytes: it is truncated or corrupt.")
     check_fits(path, shape, dtype, windowed)
     if int(np.prod(shape)) <= SMALL_PIXELS:
         from .fileio import read_image
