@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import zlib
 from pathlib import Path
 from typing import Generator
 
@@ -40,7 +41,7 @@ OUTPUT_ENDINGS = tuple(SUFFIXES.values()) + tuple(ZARR_SUFFIXES.values())
 STATUS_NAME = ".napari-unet-batch.json"
 
 # errors of one file that must not stop the folder (torch's OOM is a RuntimeError)
-FILE_ERRORS = (UNetError, OSError, ValueError, MemoryError, RuntimeError)
+FILE_ERRORS = (UNetError, OSError, ValueError, MemoryError, RuntimeError, zlib.error)
 
 
 def output_paths(stem: str, output_dir, outputs=("labels", "csv"), as_zarr: bool = False) -> dict[str, Path]:
