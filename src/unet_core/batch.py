@@ -142,7 +142,7 @@ def describe_failure(err: BaseException) -> str:
 
 
 def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels", "csv"), *,
-                 zarr: bool = False, client=None, spec=None, block=None):
+                 zarr: bool = False, client=None, spec=None, block: int | None = None):
     """Segment one file and write its outputs (atomically); yields Progress of stage
     "file".  Images larger than memory go block by block (:mod:`unet_core.large`),
     into ``.zarr`` stores when large (or ``zarr``), else TIFF.
@@ -190,7 +190,8 @@ def _job_key(content: dict, model_id, outputs, pred, zarr) -> str:
 
 def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None = None,
                outputs=("labels", "csv"), device: str = "auto", resume: bool = True,
-               zarr: bool = False, client=None) -> Generator[Progress, None, dict]:
+               zarr: bool = False, client=None, block: int | None = None
+               ) -> Generator[Progress, None, dict]:
     """Segment every image in a folder, yielding progress; resumable.
 
     Parameters
@@ -216,6 +217,8 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
         stores at any size (always above :data:`unet_core.large.ZARR_PIXELS`).
     client : distributed.Client, optional
         Spread files over the cluster's workers (and huge images' blocks).
+    block : int, optional
+        Block side in px for images segmented block by block (memory per block).
 
     Yields
     ------
@@ -248,6 +251,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
     stems = output_stems(files, input_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(output_dir):
+        _remove_stale_temporaries(output_dir)
         pred = model_or_predictor if isinstance(model_or_predictor, Predictor) else \
             Predictor(model_or_predictor, device=device)
         card = pred.model.card
@@ -273,8 +277,8 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
             from .distributed import run_files as runner
         else:
             runner = _run_local
-        yield from runner(pred, todo, output_dir, outputs, zarr, client, status, status_path,
-                          report, n)
+        yield from runner(pred, todo, output_dir, dict(outputs=outputs, zarr=zarr, block=block),
+                          client, status, status_path, report, n)
     return report
 
 
@@ -299,11 +303,23 @@ def count_files(report) -> int:
     return sum(len(v) for v in report.values())
 
 
-def _run_local(pred, todo, output_dir, outputs, zarr, client, status, status_path, report, n):
+def _remove_stale_temporaries(output_dir: Path) -> None:
+    """Temporary files of a killed run (we hold the folder's lock, so nobody else is
+    writing them); unfinished block work (``.*.blocks.part``) stays, to be resumed."""
+    import shutil
+
+    for p in output_dir.glob(".*.part"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+    for p in output_dir.glob(".*.old"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _run_local(pred, todo, output_dir, options, client, status, status_path, report, n):
     for src, name, stem, content, key in todo:
         result, error = None, None
         try:
-            gen = process_file(pred, src, output_dir, stem, outputs, zarr=zarr)
+            gen = process_file(pred, src, output_dir, stem, **options)
             while True:
                 try:
                     p = next(gen)

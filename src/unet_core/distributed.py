@@ -133,25 +133,25 @@ def run_blocks(client, job, spec: dict, measure: bool = True):
     return sum(counts.values()), clipped, table
 
 
-def _file_task(spec, src: str, output_dir: str, stem: str, outputs, zarr: bool):
+def _file_task(spec, src: str, output_dir: str, stem: str, options: dict):
     """Segment one file on a worker; returns (result of process_file or None, error or None)."""
     from .batch import FILE_ERRORS, describe_failure, process_file
     from .progress import run_to_end
 
     try:
         return run_to_end(process_file(worker_predictor(spec), Path(src), Path(output_dir), stem,
-                                       outputs, zarr=zarr)), None
+                                       **options)), None
     except FILE_ERRORS as err:
         return None, describe_failure(err)
 
 
-def submit_file(client, spec: dict, src, output_dir, stem: str, outputs, zarr: bool = False):
-    """A future of :func:`unet_core.batch.process_file` on one of the workers."""
-    return client.submit(_file_task, spec, str(src), str(output_dir), stem, tuple(outputs),
-                         bool(zarr), pure=False)
+def submit_file(client, spec: dict, src, output_dir, stem: str, options: dict):
+    """A future of :func:`unet_core.batch.process_file` (``options``: its keywords) on
+    one of the workers."""
+    return client.submit(_file_task, spec, str(src), str(output_dir), stem, options, pure=False)
 
 
-def run_files(pred, todo, output_dir, outputs, zarr, client, status, status_path, report, n):
+def run_files(pred, todo, output_dir, options, client, status, status_path, report, n):
     """Small files as one task each over the workers; images larger than memory one
     after another, each split into blocks over the workers."""
     from distributed import as_completed
@@ -172,7 +172,7 @@ def run_files(pred, todo, output_dir, outputs, zarr, client, status, status_path
         if is_big:
             big.append(item)
         else:
-            futures[submit_file(client, spec, src, output_dir, item[2], outputs, zarr)] = item
+            futures[submit_file(client, spec, src, output_dir, item[2], options)] = item
     for fut in as_completed(futures):
         src, name, stem, content, key = futures[fut]
         result, error = fut.result()
@@ -181,8 +181,7 @@ def run_files(pred, todo, output_dir, outputs, zarr, client, status, status_path
     for src, name, stem, content, key in big:
         result, error = None, None
         try:
-            gen = process_file(pred, src, output_dir, stem, outputs, zarr=zarr, client=client,
-                               spec=spec)
+            gen = process_file(pred, src, output_dir, stem, client=client, spec=spec, **options)
             while True:
                 try:
                     p = next(gen)
