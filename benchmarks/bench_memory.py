@@ -11,7 +11,7 @@ size" (the whole process: Python, torch, the model, the blocks).
 ``--model tiny`` uses a depth-2, 4-filter U-Net (saved to a temporary folder), so the
 figure is the pipeline's own memory (reading, blocks, watershed, merge, writing,
 measurements) at a small CPU cost; the network's share is bounded by the block's tile
-cap (:data:`unet_core.blocks.MAX_TILE`) and does not grow with the image.
+cap (:data:`unet_core.window.MAX_TILE`) and does not grow with the image.
 Results go to benchmarks/results/memory.json (appended by size and run).
 """
 from __future__ import annotations

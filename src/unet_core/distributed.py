@@ -96,7 +96,8 @@ def worker_predictor(spec: dict):
 
 
 def _segment_task(job, spec, ij):
-    from .blocks import block_predictor, segment_block
+    from .blocks import segment_block
+    from .window import block_predictor
 
     return segment_block(job, block_predictor(worker_predictor(spec)), ij)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .blocks import (BLOCK, BlockJob, block_predictor, image_settings, job_key, make_plan, prepare,
-                     run_local)
+from .blocks import BLOCK, BlockJob, job_key, make_plan, prepare, run_local
+from .window import block_predictor, image_settings
 from .errors import InputError
 from .lazyio import LazyImage, open_image, replace_dir, zarr_to_tiff
 
