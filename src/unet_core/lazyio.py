@@ -229,29 +229,6 @@ def replace_dir(tmp: Path, final: Path) -> Path:
     return final
 
 
-def write_ome_labels_meta(group_dir, name: str, scale) -> None:
-    """Multiscale (one level) metadata of an OME-Zarr labels image ``labels/<name>``."""
-    import zarr
-
-    g = zarr.open_group(str(group_dir), mode="a")
-    g.attrs.update({"multiscales": [{
-        "version": "0.4", "name": name,
-        "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [float(s) for s in scale[-2:]]}]}]}],
-        "image-label": {"version": "0.4", "source": {"image": "../../"}}})
-
-
-def add_ome_label_name(image_dir, name: str) -> None:
-    """List ``name`` in ``<image>.zarr/labels`` (OME-Zarr labels group)."""
-    import zarr
-
-    g = zarr.open_group(str(Path(image_dir) / "labels"), mode="a")
-    names = list(dict(g.attrs).get("labels", []))
-    if name not in names:
-        g.attrs["labels"] = names + [name]
-
-
 def zarr_to_tiff(arr, path, tile: int = 512) -> Path:
     """Write a 2D (H, W) or (C, H, W) zarr array as a tiled TIFF, tile row by tile row
     (memory: one row of tiles), atomically."""
