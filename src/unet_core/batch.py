@@ -147,7 +147,8 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     "file".  Images larger than memory go block by block (:mod:`unet_core.large`),
     into ``.zarr`` stores when large (or ``zarr``), else TIFF.
 
-    Returns {"objects": int, "outputs": [file names]}.
+    Returns {"objects": int, "outputs": [file names], "settings": the diameter, scale
+    and stain used}.
     """
     from .lazyio import open_image
     from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
@@ -169,8 +170,9 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
             break
         yield Progress(0, 1, "file", {"file": src.name, "stage": p.stage, "fraction": p.fraction})
     if big:
-        n = result["objects"]
+        n, settings = result["objects"], result["settings"]
     else:
+        settings = pred.last_settings.as_record() if pred.last_settings else None
         labels, prob = result
         if "labels" in paths:
             write_tiff(paths["labels"], labels)
@@ -179,7 +181,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         if "csv" in paths:
             write_csv(paths["csv"], measure_objects(labels, image.data))
         n = int(labels.max(initial=0))
-    return {"objects": n, "outputs": [p.name for p in paths.values()]}
+    return {"objects": n, "outputs": [p.name for p in paths.values()], "settings": settings}
 
 
 def _job_key(content: dict, model_id, outputs, pred, zarr) -> str:
@@ -287,6 +289,7 @@ def record_result(report, status, status_path, name, content, key, result, error
         report["done"].append(name)
         status[name] = {"status": "done", "key": key, "content": content,
                         "objects": result["objects"], "outputs": result["outputs"],
+                        "settings": result.get("settings"),
                         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     else:
         log.warning("batch: %s failed: %s", name, error)

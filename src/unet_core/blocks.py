@@ -96,19 +96,21 @@ class BlockPlan:
 
 
 def make_plan(shape, model_config, block: int = BLOCK, overlap: int | None = None,
-              diameter: float | None = None) -> BlockPlan:
-    """A plan whose window origins sit on the network's pooling grid (exact tiling).
+              diameter: float | None = None, scale: float = 1.0) -> BlockPlan:
+    """A plan whose window origins sit on the network's pooling grid (exact tiling at
+    ``scale`` 1; with resampling, windows agree with the whole image up to interpolation).
 
-    ``overlap`` defaults to 2.5 x ``diameter`` (the largest expected nucleus) when the
-    diameter is known, else :data:`OVERLAP`.
+    ``overlap`` defaults to 2.5 x ``diameter`` (the largest expected nucleus, image px)
+    when the diameter is known, else :data:`OVERLAP`.  The network's context is its
+    exact halo, in image px (``halo / scale``).
     """
     align = model_config.alignment
     if overlap is None:
         overlap = math.ceil(2.5 * diameter) if diameter else OVERLAP
     overlap = _align_up(max(int(overlap), align), align)
     block = _align_up(max(int(block), 2 * overlap), align)
-    return BlockPlan(tuple(int(s) for s in shape[:2]), block, overlap,
-                     _align_up(model_config.halo, align))
+    context = _align_up(math.ceil(model_config.halo / min(max(scale, 1e-3), 1.0)), align)
+    return BlockPlan(tuple(int(s) for s in shape[:2]), block, overlap, context)
 
 
 # -- the three passes ----------------------------------------------------------------

@@ -5,27 +5,17 @@ Exit codes: 0 all files done or skipped, 1 some files failed (each listed),
 """
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 
-from .errors import InputError
 
 
 def _predictor(args):
     from .modelio import load_model
     from .predict import Predictor
 
-    kw = {}
-    if getattr(args, "diameter", None) not in (None, "auto"):
-        if "diameter" not in inspect.signature(Predictor).parameters:
-            raise InputError("This version cannot resample images to a nucleus diameter; "
-                             "leave out --diameter.")
-        try:
-            kw["diameter"] = float(args.diameter)
-        except ValueError:
-            raise InputError(f"--diameter must be 'auto' or a number of px, got {args.diameter!r}") from None
-    return Predictor(load_model(args.model), device=args.device, tile=args.tile, tta=args.tta, **kw)
+    return Predictor(load_model(args.model), device=args.device, tile=args.tile, tta=args.tta,
+                     diameter=args.diameter, stain=args.stain)
 
 
 def cmd_batch(args) -> int:
@@ -115,7 +105,8 @@ def add_commands(sub) -> None:
                                      "(default: every image file and .zarr folder)")
     b.add_argument("--model", default="nuclei", help="bundled/user model name or folder")
     b.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
-    b.add_argument("--diameter", default="auto", help="nucleus diameter in px, or auto")
+    from .cli import add_scale_options
+    add_scale_options(b)
     b.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
     b.add_argument("--tta", action="store_true", help="test-time augmentation (4x slower)")
     b.add_argument("--prob", action="store_true", help="also write probabilities")

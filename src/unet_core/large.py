@@ -72,8 +72,9 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
     Returns
     -------
     dict
-        {"objects": int, "clipped": int}: objects found, and objects larger than the
-        overlap (cut at a block window's edge; raise ``overlap`` if not 0).
+        {"objects": int, "clipped": int, "settings": dict}: objects found, objects
+        larger than the overlap (cut at a block window's edge; raise ``overlap`` if not
+        0), and the diameter, scale and stain used (``ImageSettings.as_record()``).
     """
     from .progress import Progress
 
@@ -82,7 +83,7 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
     work = Path(first).parent / f".{Path(first).name}.blocks.part"
     settings = image_settings(pred, image.data)
     plan = make_plan(image.shape, pred.model.config, block, overlap,
-                     getattr(settings, "diameter", None))
+                     settings.diameter, settings.scale)
     use_path = client is not None
     if use_path and image.path is None:
         raise InputError("A cluster needs the image as a file or zarr path its workers can read.")
@@ -107,5 +108,5 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         write_csv(outputs["csv"], table or {"label": np.zeros(0, np.int64)})
     shutil.rmtree(work, ignore_errors=True)
     yield Progress(1, 1, "write")
-    return {"objects": int(objects), "clipped": int(clipped)}
+    return {"objects": int(objects), "clipped": int(clipped), "settings": settings.as_record()}
 
