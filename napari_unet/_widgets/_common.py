@@ -174,7 +174,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
         res = yield from segment_to_pyramid_iter(pred, data, folder, want_prob=want_prob)
         one = lambda levels: levels if levels is None or len(levels) > 1 else levels[0]  # noqa: E731
         return SegmentResult(one(res["labels"]), one(res["foreground"]), time.perf_counter() - t0,
-                             pred.model.name, res.get("image_settings"),
+                             pred.model.name, res["image_settings"],
                              engine_text(pred, compiled), objects=res["objects"],
                              lazy=True, folder=folder)
     image = np.asarray(data)

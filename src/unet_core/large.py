@@ -74,7 +74,8 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
     dict
         {"objects": int, "clipped": int, "settings": dict}: objects found, objects
         larger than the overlap (cut at a block window's edge; raise ``overlap`` if not
-        0), and the diameter, scale and stain used (``ImageSettings.as_record()``).
+        0), and the diameter, scale and stain used (``ImageSettings.as_record()``;
+        the ImageSettings itself under "image_settings").
     """
     from .progress import Progress
 
@@ -108,5 +109,6 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         write_csv(outputs["csv"], table or {"label": np.zeros(0, np.int64)})
     shutil.rmtree(work, ignore_errors=True)
     yield Progress(1, 1, "write")
-    return {"objects": int(objects), "clipped": int(clipped), "settings": settings.as_record()}
+    return {"objects": int(objects), "clipped": int(clipped), "settings": settings.as_record(),
+            "image_settings": settings}
 
