@@ -39,7 +39,8 @@ def _finish_array(src: Path, final: Path) -> Path:
     """A finished zarr array of the work folder to ``final`` (.zarr: moved; else TIFF)."""
     import zarr
 
-    if final.suffix == ".zarr":
+    if final.suffix == ".zarr" or final.parent.suffix == ".zarr":
+        final.parent.mkdir(parents=True, exist_ok=True)
         return replace_dir(src, final)
     return zarr_to_tiff(zarr.open_array(str(src), mode="r"), final)
 
@@ -112,3 +113,73 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
     return {"objects": int(objects), "clipped": int(clipped), "settings": settings.as_record(),
             "image_settings": settings}
 
+
+def build_pyramid(group_dir, source=None, min_side: int = 1024, chunk: int = 1024):
+    """A multiscale pyramid (levels "0", "1", ... halving, by striding: right for labels)
+    in the zarr group ``group_dir``, for viewers that read only what they show.
+
+    Level "0" is ``source`` copied band by band, or already in the group.  Returns the
+    levels as zarr arrays, largest first.
+    """
+    import zarr
+
+    group = zarr.open_group(str(group_dir), mode="a")
+    if source is not None:
+        level0 = group.create_array("0", shape=source.shape, dtype=source.dtype,
+                                    chunks=(chunk, chunk), fill_value=0, overwrite=True)
+        for y in range(0, source.shape[0], chunk):
+            level0[y:y + chunk] = np.asarray(source[y:y + chunk])
+    levels = [group["0"]]
+    while max(levels[-1].shape) > min_side:
+        prev = levels[-1]
+        shape = tuple(-(-s // 2) for s in prev.shape)
+        nxt = group.create_array(str(len(levels)), shape=shape, dtype=prev.dtype,
+                                 chunks=(chunk, chunk), fill_value=0, overwrite=True)
+        for y in range(0, prev.shape[0], 2 * chunk):
+            nxt[y // 2:(y + 2 * chunk) // 2] = np.asarray(prev[y:y + 2 * chunk])[::2, ::2]
+        levels.append(nxt)
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [
+        {"name": "y", "type": "space"}, {"name": "x", "type": "space"}], "datasets": [
+        {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [2.0**k] * 2}]}
+        for k in range(len(levels))]}]
+    return levels
+
+
+def segment_to_pyramid_iter(pred, data, folder, want_prob: bool = False, block: int = BLOCK):
+    """Segment an (H, W[, C]) array-like (numpy, dask, zarr) block by block into zarr
+    pyramids under ``folder`` (``labels.zarr``, and ``foreground.zarr`` with
+    ``want_prob``), for a viewer to show lazily.
+
+    Returns {"objects": int, "clipped": int, "labels": [zarr levels],
+    "foreground": [zarr levels] or None}.
+    """
+    import zarr
+
+    from .progress import Progress
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = {"labels": folder / "labels.zarr" / "0"}
+    if want_prob:
+        outputs["prob"] = folder / "prob.zarr"
+    result = yield from segment_file_iter(pred, LazyImage(data), outputs, block=block)
+    yield Progress(0, 1, "pyramid")
+    result["labels"] = build_pyramid(folder / "labels.zarr")
+    result["foreground"] = None
+    if want_prob:
+        prob = zarr.open_array(str(outputs["prob"]), mode="r")
+        result["foreground"] = build_pyramid(folder / "foreground.zarr", source=_Channel(prob, 0))
+    yield Progress(1, 1, "pyramid")
+    return result
+
+
+class _Channel:
+    """Channel ``c`` of a (C, H, W) array-like, read lazily as (H, W)."""
+
+    def __init__(self, arr, c: int):
+        self.arr, self.c = arr, c
+        self.shape, self.dtype = tuple(arr.shape[1:]), arr.dtype
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return self.arr[(self.c,) + key]
