@@ -69,7 +69,10 @@ def predictor_spec(pred) -> dict:
     when it was never saved) and the Predictor's settings."""
     model = pred.model
     spec = {"tile": pred.tile, "halo": pred.halo, "border": pred.border, "tta": pred.tta,
-            "batch_size": pred._batch_size, "device": "cpu" if pred.device.type == "cpu" else "auto"}
+            "batch_size": pred._batch_size, "device": "cpu" if pred.device.type == "cpu" else "auto",
+            "diameter": pred.diameter, "stain": pred.stain,
+            "backend": getattr(pred, "backend", "auto"),
+            "precision": getattr(pred, "precision", "auto")}
     spec["model"] = str(model.path) if model.path is not None else model
     return spec
 
@@ -89,7 +92,9 @@ def worker_predictor(spec: dict):
 
                 model = load_model(model)
             pred = Predictor(model, device=spec["device"], tile=spec["tile"], halo=spec["halo"],
-                             border=spec["border"], tta=spec["tta"], batch_size=spec["batch_size"])
+                             border=spec["border"], tta=spec["tta"], batch_size=spec["batch_size"],
+                             diameter=spec["diameter"], stain=spec["stain"],
+                             backend=spec["backend"], precision=spec["precision"])
             _PREDICTORS.clear()    # one model per worker: never two in its memory
             _PREDICTORS[key] = pred
         return pred
