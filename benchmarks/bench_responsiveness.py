@@ -116,8 +116,8 @@ def main() -> None:
 
     import napari
     import napari._qt.qt_main_window as qt_main_window
-    from qtpy.QtCore import QTimer
     import torch
+    from qtpy.QtCore import QTimer
 
     from unet_core import UNet, UNetConfig, save_model
     from unet_core.synthetic import synthetic_nuclei
@@ -159,7 +159,6 @@ def main() -> None:
         import dask.array as da
         import psutil
         import zarr
-
         from bench_memory import patches, tiny_model, write_zarr
 
         src = tmp / f"mosaic{args.lazy_size}.zarr"

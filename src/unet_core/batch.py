@@ -150,8 +150,8 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     Returns {"objects": int, "outputs": [file names], "settings": the diameter, scale
     and stain used}.
     """
-    from .lazyio import open_image
     from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
+    from .lazyio import open_image
 
     image = open_image(src)
     big = wants_blocks(image)
@@ -279,7 +279,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
             from .distributed import run_files as runner
         else:
             runner = _run_local
-        yield from runner(pred, todo, output_dir, dict(outputs=outputs, zarr=zarr, block=block),
+        yield from runner(pred, todo, output_dir, {"outputs": outputs, "zarr": zarr, "block": block},
                           client, status, status_path, report, n)
     return report
 

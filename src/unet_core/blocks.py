@@ -264,9 +264,9 @@ def measure_block(job: BlockJob, offsets: dict, counts: dict, ij) -> dict:
     lab = np.where((lab > lo) & (lab <= hi), lab, 0)
     table = measure_objects(lab, job.read(r))
     for col in table:
-        if col.endswith("_y") and (col.startswith("centroid") or col.startswith("bbox")):
+        if col.endswith("_y") and col.startswith(("centroid", "bbox")):
             table[col] = table[col] + r[0]
-        elif col.endswith("_x") and (col.startswith("centroid") or col.startswith("bbox")):
+        elif col.endswith("_x") and col.startswith(("centroid", "bbox")):
             table[col] = table[col] + r[2]
     return table
 

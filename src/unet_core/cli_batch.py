@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 
-
 def _predictor(args):
     from .modelio import load_model
     from .predict import Predictor

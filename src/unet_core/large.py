@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .blocks import BLOCK, BlockJob, job_key, make_plan, prepare, run_local
-from .window import block_predictor, image_settings
 from .errors import InputError
 from .lazyio import LazyImage, open_image, replace_dir, zarr_to_tiff
+from .window import block_predictor, image_settings
 
 #: Outputs of images above this many pixels default to zarr (TIFF is one file per image,
 #: slow to read by window in napari); ``zarr=True`` asks for zarr at any size.

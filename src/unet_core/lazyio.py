@@ -268,8 +268,7 @@ def folder_lock(folder, what: str = "batch"):
 
     path = Path(folder) / ".napari-unet.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")
-    try:
+    with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -282,5 +281,3 @@ def folder_lock(folder, what: str = "batch"):
         f.write(json.dumps({"pid": os.getpid()}))
         f.flush()
         yield path
-    finally:
-        f.close()
