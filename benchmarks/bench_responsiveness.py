@@ -13,6 +13,13 @@ frozen (nothing repainted, no click answered).  Measured in three phases:
   batch 2) on three 384 px synthetic examples, validating every 3 steps, in its
   child process (started with spawn; napari's process only receives the progress)
 - ``finetune-2``: the same again (steady state)
+- ``segment-lazy``: with ``--lazy-size N``, Segment on an N x N zarr-backed (dask)
+  layer: read by window, segmented block by block, shown as a lazy multiscale Labels
+  layer (with ``--lazy-model threshold``: the depth-2 hand-set network of
+  bench_memory.py, so the CPU cost is the pipeline's, not the network's)
+
+The segment phases are timed until the result layer has been added and drawn: the
+meter keeps running for ``--tail`` s (default 1.5) after the worker has finished.
 
 Run under a display::
 
@@ -79,10 +86,12 @@ def run_event_loop(until, timeout_s: float) -> float:
     return time.perf_counter() - t0
 
 
-def measure(meter: GapMeter, start, until, timeout_s: float) -> dict:
+def measure(meter: GapMeter, start, until, timeout_s: float, tail_s: float = 0.0) -> dict:
     meter.start()
     start()
     seconds = run_event_loop(until, timeout_s)
+    if tail_s:
+        run_event_loop(lambda: False, tail_s)     # the new layer is added and drawn
     return {**meter.stop(), "seconds": round(seconds, 1)}
 
 
@@ -93,6 +102,12 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--phases", nargs="+", default=["segment", "segment-2", "finetune",
+                                                         "finetune-2"])
+    parser.add_argument("--lazy-size", type=int, help="also segment a zarr layer of this size")
+    parser.add_argument("--lazy-model", default="threshold", help="'threshold' or a model name")
+    parser.add_argument("--tail", type=float, default=1.5)
+    parser.add_argument("--screenshot", help="PNG of the viewer after the lazy run")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="napari-unet-bench-"))
@@ -102,6 +117,7 @@ def main() -> None:
     import napari
     import napari._qt.qt_main_window as qt_main_window
     import torch
+    from qtpy.QtCore import QTimer
 
     from unet_core import UNet, UNetConfig, save_model
     from unet_core.synthetic import synthetic_nuclei
@@ -133,11 +149,45 @@ def main() -> None:
     results["idle"] = measure(meter, lambda: None, lambda: False, 5.0)
     for phase, widget in (("segment", segment), ("segment-2", segment),
                           ("finetune", finetune), ("finetune-2", finetune)):
+        if phase not in args.phases:
+            continue
         results[phase] = measure(meter, widget.run_bar.run_button.click,
-                                 lambda w=widget: not w.running, 1800)
+                                 lambda w=widget: not w.running, 1800,
+                                 args.tail if phase.startswith("segment") else 0.0)
         results[phase]["status"] = widget.run_bar.status.text()
+    if args.lazy_size:
+        import dask.array as da
+        import psutil
+        import zarr
+        from bench_memory import patches, tiny_model, write_zarr
+
+        src = tmp / f"mosaic{args.lazy_size}.zarr"
+        write_zarr(src, args.lazy_size, patches(3))
+        viewer.layers.clear()
+        viewer.add_image(da.from_zarr(zarr.open_array(str(src), mode="r")), name="lazy",
+                         contrast_limits=(0, 4000))
+        lazy_model = tiny_model(tmp) if args.lazy_model == "threshold" else args.lazy_model
+        segment.model_picker.set_model(lazy_model)
+        segment.image_combo.setCurrentText("lazy")
+        proc = psutil.Process()
+        peak = [proc.memory_info().rss]
+        sampler = QTimer()
+        sampler.timeout.connect(lambda: peak.append(proc.memory_info().rss))
+        sampler.start(100)
+        for phase in ("segment-lazy", "segment-lazy-2"):     # the 2nd replaces the layer's data
+            peak[:] = [proc.memory_info().rss]
+            results[phase] = measure(meter, segment.run_bar.run_button.click,
+                                     lambda: not segment.running, 3600, args.tail)
+            results[phase]["status"] = segment.run_bar.status.text()
+            results[phase]["peak_rss_gb"] = round(max(peak) / 2**30, 2)
+            results[phase]["labels_layer"] = repr(viewer.layers[-1].data)[:120]
+        sampler.stop()
+        if args.screenshot:
+            viewer.screenshot(path=args.screenshot, canvas_only=False)
     viewer.close()
 
+    results["load_average"] = {"ticks": 0, "max_ms": 0, "p99_ms": 0, "median_ms": 0,
+                               "seconds": round(os.getloadavg()[0], 2)}
     print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'phase':<12}{'seconds':>9}{'ticks':>8}{'max gap ms':>12}{'p99 ms':>9}"

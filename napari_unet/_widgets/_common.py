@@ -107,14 +107,23 @@ class PredictorCache:
 class SegmentResult:
     """What a segment job returns: labels uint32 (H, W) / (Z, H, W), probabilities
     float32 (C, H, W) / (Z, C, H, W), seconds taken, the model's name and the
-    image's settings (diameter, scale, stain)."""
+    image's settings (diameter, scale, stain).
 
-    labels: np.ndarray
-    prob: np.ndarray
+    For layers segmented block by block (``lazy``), ``labels`` and ``prob`` are zarr
+    arrays, or lists of them (a multiscale pyramid, largest first) for images over
+    1024 px; ``prob`` is the foreground channel only, or None; ``objects`` the number
+    of nuclei.
+    """
+
+    labels: object
+    prob: object
     seconds: float
     model: str
     settings: object = None
     engine: str = ""     # what ran the network, e.g. "OpenVINO bf16, compiled in 1.2 s"
+    objects: int | None = None
+    lazy: bool = False
+    folder: Path | None = None
 
 
 def layer_pixels(layer):
@@ -122,16 +131,53 @@ def layer_pixels(layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto", stain="auto"):
+def is_lazy(data) -> bool:
+    """Whether layer data goes block by block: not in memory (dask, zarr, ...), or a
+    2D image larger than :data:`unet_core.lazyio.SMALL_PIXELS`."""
+    from unet_core.lazyio import SMALL_PIXELS
+
+    shape = tuple(data.shape)
+    two_d = len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4)
+    return two_d and (not isinstance(data, np.ndarray) or shape[0] * shape[1] > SMALL_PIXELS)
+
+
+def result_folder(name: str) -> Path:
+    """A new folder for a lazily shown result, in the per-user cache."""
+    import platformdirs
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+    root = Path(platformdirs.user_cache_dir("napari-unet")) / "results"
+    root.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
+
+
+def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto", stain="auto",
+                want_prob: bool = True, name: str = "image"):
     """Generator job: load (or reuse) the predictor, then segment ``data``.
+
+    Layers that are not in memory or are large are read window by window and written
+    block by block into zarr pyramids (:func:`unet_core.large.segment_to_pyramid_iter`);
+    others are read whole, here, off the GUI thread.
 
     Yields Progress (stage "load", then the engine's); returns a :class:`SegmentResult`.
     """
     yield Progress(0, 1, "load")
     pred = cache.get(key).with_options(diameter=diameter, stain=stain)
     t0 = time.perf_counter()
-    image = np.asarray(data)      # dask / zarr data is read here, off the GUI thread
     compiled = pred.engine is None
+    if is_lazy(data):
+        from unet_core.large import segment_to_pyramid_iter
+
+        folder = result_folder(name)
+        res = yield from segment_to_pyramid_iter(pred, data, folder, want_prob=want_prob)
+        one = lambda levels: levels if levels is None or len(levels) > 1 else levels[0]  # noqa: E731
+        return SegmentResult(one(res["labels"]), one(res["foreground"]), time.perf_counter() - t0,
+                             pred.model.name, res["image_settings"],
+                             engine_text(pred, compiled), objects=res["objects"],
+                             lazy=True, folder=folder)
+    image = np.asarray(data)
     labels, prob = yield from pred.segment_iter(image, return_prob=True)
     return SegmentResult(labels, prob, time.perf_counter() - t0, pred.model.name,
                          pred.last_settings, engine_text(pred, compiled))

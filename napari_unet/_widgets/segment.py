@@ -205,7 +205,8 @@ class SegmentWidget(QWidget):
             layer, key = ready
             self._want = (self.labels_check.isChecked(), self.prob_check.isChecked())
             start_job(self, f"Segmenting {layer.name}", segment_job, self._cache, key,
-                      layer_pixels(layer), self.scale.diameter(), self.scale.stain())
+                      layer_pixels(layer), self.scale.diameter(), self.scale.stain(),
+                      self._want[1], layer.name)
 
     def _on_estimate(self) -> None:
         ready = self._ready()
@@ -231,12 +232,13 @@ class SegmentWidget(QWidget):
         want_labels, want_prob = self._want
         if want_labels:
             self._put_layer(Labels, f"{src.name} labels", result.labels, place)
-        if want_prob:
-            fg = result.prob[:, 0] if result.prob.ndim == 4 else result.prob[0]
+        if want_prob and result.prob is not None:
+            fg = result.prob if result.lazy else \
+                (result.prob[:, 0] if result.prob.ndim == 4 else result.prob[0])
             self._put_layer(Image, f"{src.name} probabilities", fg,
                             dict(place, colormap="magma", contrast_limits=(0.0, 1.0),
                                  blending="additive"))
-        n = int(result.labels.max(initial=0))
+        n = result.objects if result.objects is not None else int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
         self._ending = ("Done", f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "
                                 f"({result.model}; {result.engine}{how})")
@@ -260,9 +262,15 @@ class SegmentWidget(QWidget):
         dimensionality, else add a new layer."""
         layers = self.viewer.layers
         old = layers[name] if name in layers else None
-        if isinstance(old, kind) and old.ndim == data.ndim:
+        multiscale = isinstance(data, list)     # a lazily read zarr pyramid
+        ndim = data[0].ndim if multiscale else data.ndim
+        if isinstance(old, kind) and old.ndim == ndim and old.multiscale == multiscale:
             old.data = data
             old.scale, old.translate = kwargs["scale"], kwargs["translate"]
             return
+        if isinstance(old, kind) and old.ndim == ndim:     # in memory <-> lazy pyramid
+            layers.remove(old)
+        if multiscale:
+            kwargs = dict(kwargs, multiscale=True)
         layer = kind(data, name=name, **kwargs)
         layers.append(layer)

@@ -7,107 +7,48 @@ per input ``<stem>.<ext>``, atomically (temporary file, then rename):
 - ``<stem>_prob.tif``: float32 probabilities (C, H, W) or (Z, C, H, W), when asked;
 - ``<stem>_objects.csv``: one row per object (:func:`measure_objects`), when asked.
 
+Images larger than memory (TIFF read by window, zarr) go block by block
+(:mod:`unet_core.large`) and, above a size or with ``zarr=True``, write
+``<stem>_labels.zarr`` / ``<stem>_prob.zarr`` stores instead of TIFF.  Two inputs
+with one stem (``img.png``, ``img.tif``) get ``img_png_*`` and ``img_tif_*``.
+
 A file that cannot be read or segmented is reported and the rest continue.  A re-run
-resumes: a file is skipped when all its outputs exist and are newer than the input,
-unless the status file (:data:`STATUS_NAME`, in the output folder) says they were made
-by another model.
+resumes: a file is skipped when the status file (:data:`STATUS_NAME`, in the output
+folder) says it was done with the same input content (size and hash), model and
+settings, and all its outputs are there.  The output folder is locked while a batch
+writes to it.
 """
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import json
 import logging
+import zlib
 from pathlib import Path
 from typing import Generator
 
-import numpy as np
-
 from .errors import InputError, UNetError
-from .fileio import atomic_write, read_image, write_tiff
+from .fileio import IMAGE_SUFFIXES, atomic_write, write_tiff
+from .measure import measure_objects, write_csv
 from .progress import Progress
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("labels", "prob", "csv")
 SUFFIXES = {"labels": "_labels.tif", "prob": "_prob.tif", "csv": "_objects.csv"}
+ZARR_SUFFIXES = {"labels": "_labels.zarr", "prob": "_prob.zarr", "csv": "_objects.csv"}
+OUTPUT_ENDINGS = tuple(SUFFIXES.values()) + tuple(ZARR_SUFFIXES.values())
 STATUS_NAME = ".napari-unet-batch.json"
 
-_PROPS_2D = ("label", "area", "centroid", "bbox", "intensity_mean", "intensity_max",
-             "intensity_min", "eccentricity", "equivalent_diameter_area", "perimeter",
-             "solidity", "orientation", "axis_major_length", "axis_minor_length")
-# eccentricity, perimeter, orientation are 2D only; solidity fails on the flat (one-plane)
-# objects of plane-by-plane stacks
-_PROPS_3D = ("label", "area", "centroid", "bbox", "intensity_mean", "intensity_max",
-             "intensity_min", "equivalent_diameter_area")
 # errors of one file that must not stop the folder (torch's OOM is a RuntimeError)
-_FILE_ERRORS = (UNetError, OSError, ValueError, MemoryError, RuntimeError)
+FILE_ERRORS = (UNetError, OSError, ValueError, MemoryError, RuntimeError, zlib.error)
 
 
-def output_paths(stem: str, output_dir, outputs=("labels", "csv")) -> dict[str, Path]:
-    """Where the ``outputs`` of input ``<stem>.*`` go: {"labels": .../<stem>_labels.tif, ...}."""
-    return {k: Path(output_dir) / f"{stem}{SUFFIXES[k]}" for k in outputs}
-
-
-def _column_name(key: str, ndim: int) -> str:
-    """skimage's "centroid-0" / "bbox-3" / "intensity_mean-1" -> "centroid_y" / "bbox_max_x" /
-    "intensity_mean_ch1"."""
-    name, _, idx = key.partition("-")
-    if not idx:
-        return name
-    i = int(idx)
-    axes = "zyx"[-ndim:]
-    if name == "centroid":
-        return f"centroid_{axes[i]}"
-    if name == "bbox":
-        return f"bbox_{'min' if i < ndim else 'max'}_{axes[i % ndim]}"
-    return f"{name}_ch{i}"
-
-
-def measure_objects(labels: np.ndarray, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-object measurements of instance labels (skimage ``regionprops_table``).
-
-    Parameters
-    ----------
-    labels : ndarray, (H, W) or (Z, H, W), integer
-        Instance ids, 0 = background.
-    image : ndarray, optional
-        Intensities of the same (H, W) / (Z, H, W), optionally with a trailing channel
-        axis ((H, W, C) colour images); without it the intensity columns are left out.
-
-    Returns
-    -------
-    dict of str to 1D ndarray
-        Columns in order: label, area (px), centroid_y/x, bbox_min_y/x, bbox_max_y/x,
-        intensity_mean/max/min (``_ch<k>`` per channel), eccentricity,
-        equivalent_diameter_area, perimeter, solidity, orientation (rad),
-        axis_major_length, axis_minor_length (2D only past solidity).
-    """
-    from skimage.measure import regionprops_table
-
-    labels = np.asarray(labels)
-    props = _PROPS_2D if labels.ndim == 2 else _PROPS_3D
-    if image is not None:
-        image = np.asarray(image)
-        if image.shape[:labels.ndim] != labels.shape or image.ndim > labels.ndim + 1:
-            raise InputError(f"The intensity image {image.shape} does not fit labels {labels.shape}.")
-    else:
-        props = tuple(p for p in props if not p.startswith("intensity"))
-    table = regionprops_table(labels.astype(np.int64, copy=False), intensity_image=image,
-                              properties=props)
-    return {_column_name(k, labels.ndim): np.asarray(v) for k, v in table.items()}
-
-
-def write_csv(path, table: dict[str, np.ndarray]) -> Path:
-    """Write a column table atomically as CSV (floats with 6 significant digits)."""
-    columns = list(table)
-    rows = zip(*(table[c].tolist() for c in columns))
-    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
-    return Path(path)
+def output_paths(stem: str, output_dir, outputs=("labels", "csv"), as_zarr: bool = False) -> dict[str, Path]:
+    """Where the ``outputs`` of input ``<stem>.*`` go: {"labels": .../<stem>_labels.tif, ...}
+    (``.zarr`` stores instead of TIFF with ``as_zarr``)."""
+    suffixes = ZARR_SUFFIXES if as_zarr else SUFFIXES
+    return {k: Path(output_dir) / f"{stem}{suffixes[k]}" for k in outputs}
 
 
 def _read_status(path: Path) -> dict:
@@ -126,52 +67,133 @@ def _write_status(path: Path, files: dict) -> None:
         Path(tmp).write_text(json.dumps({"format_version": 1, "files": files}, indent=1) + "\n")
 
 
-def _is_up_to_date(src: Path, paths, record: dict | None, model_id: str | None) -> bool:
-    """All outputs exist, are newer than the input, and came from this model (if known)."""
-    if record and model_id and record.get("model") not in (None, model_id):
-        return False
-    if not all(p.is_file() for p in paths):
-        return False
-    mtime = src.stat().st_mtime_ns
-    return all(p.stat().st_mtime_ns >= mtime for p in paths)
+def content_hash(path: Path, old: dict | None = None) -> dict:
+    """{"stat": [size, mtime_ns], "hash": blake2b of the content} of a file or zarr
+    folder; the hash of ``old`` is reused when size and mtime did not change."""
+    import hashlib
+
+    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+    stat = [sum(q.stat().st_size for q in files), max(q.stat().st_mtime_ns for q in files)]
+    if old and old.get("stat") == stat and old.get("hash"):
+        return {"stat": stat, "hash": old["hash"]}
+    h = hashlib.blake2b(digest_size=16)
+    for q in files:
+        h.update(str(q.relative_to(path) if path.is_dir() else q.name).encode())
+        with open(q, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return {"stat": stat, "hash": h.hexdigest()}
 
 
-def _find_inputs(input_dir: Path, output_dir: Path, pattern: str) -> list[Path]:
+def _is_up_to_date(output_dir: Path, record: dict | None, key: str) -> bool:
+    """The status says done with the same key (input content, model, settings), and
+    every output it lists is still there."""
+    if not record or record.get("status") != "done" or record.get("key") != key:
+        return False
+    return all((output_dir / n).exists() for n in record.get("outputs", ()))
+
+
+def _is_input(p: Path) -> bool:
+    from .lazyio import is_zarr_path
+
+    return (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or (p.suffix == ".zarr" and is_zarr_path(p))
+
+
+def _find_inputs(input_dir: Path, output_dir: Path, pattern: str | None) -> list[Path]:
+    """Files matching ``pattern`` (default: every image file and .zarr folder)."""
     if not input_dir.is_dir():
         raise InputError(f"Input folder not found: {input_dir}")
-    files = sorted(p for p in input_dir.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    found = input_dir.glob(pattern or "*")
+    files = sorted(p for p in found if not p.name.startswith(".")
+                   and (_is_input(p) if pattern is None else (p.is_file() or p.suffix == ".zarr")))
     if input_dir.resolve() == output_dir.resolve():
         # our own outputs also match patterns like "*.tif*"
-        files = [p for p in files if not p.name.endswith(tuple(SUFFIXES.values()))]
+        files = [p for p in files if not p.name.endswith(OUTPUT_ENDINGS)]
     if not files:
-        raise InputError(f"No files match {pattern!r} in {input_dir}. Check the folder and the "
-                         "file pattern (e.g. *.tif*, *.png).")
+        what = repr(pattern) if pattern else "(no TIFF, PNG, JPEG, BMP or .zarr images)"
+        raise InputError(f"No files match {what} in {input_dir}. Check the folder and the file "
+                         "pattern (e.g. *.tif*, *.png).")
     return files
 
 
-def _process(pred, src: Path, paths: dict[str, Path], n_done: int, n: int):
-    """Segment one file and write its outputs; yields Progress of stage "file"."""
-    image = read_image(src)
-    gen = pred.segment_iter(image, return_prob=True)
+def output_stems(files: list[Path], input_dir: Path) -> dict[Path, str]:
+    """Output stem of each input: its path in ``input_dir`` without the extension, or
+    with ``_<ext>`` appended when two inputs share a stem (``img.png`` and ``img.tif``
+    -> ``img_png``, ``img_tif``)."""
+    def stem(p: Path) -> str:
+        name = str(p.relative_to(input_dir))
+        for ext in (".ome.tiff", ".ome.tif", ".ome.zarr", p.suffix):
+            if ext and name.lower().endswith(ext):
+                return name[: -len(ext)]
+        return name
+
+    stems = {p: stem(p) for p in files}
+    seen: dict[str, int] = {}
+    for s in stems.values():
+        seen[s] = seen.get(s, 0) + 1
+    return {p: (s if seen[s] == 1 else f"{s}_{p.suffix.lstrip('.').lower()}") for p, s in stems.items()}
+
+
+def describe_failure(err: BaseException) -> str:
+    """The message reported for a file that failed."""
+    if isinstance(err, MemoryError):
+        return "Not enough memory for this image; use a smaller tile or another machine."
+    return str(err) if isinstance(err, UNetError) else f"{type(err).__name__}: {err}"
+
+
+def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels", "csv"), *,
+                 zarr: bool = False, client=None, spec=None, block: int | None = None):
+    """Segment one file and write its outputs (atomically); yields Progress of stage
+    "file".  Images larger than memory go block by block (:mod:`unet_core.large`),
+    into ``.zarr`` stores when large (or ``zarr``), else TIFF.
+
+    Returns {"objects": int, "outputs": [file names], "settings": the diameter, scale
+    and stain used}.
+    """
+    from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
+    from .lazyio import open_image
+
+    image = open_image(src)
+    big = wants_blocks(image)
+    as_zarr = big and (zarr or image.shape[0] * image.shape[1] > ZARR_PIXELS)
+    paths = output_paths(stem, output_dir, outputs, as_zarr)
+    if big:
+        kw = {"block": block} if block else {}
+        gen = segment_file_iter(pred, image, paths, client=client, model_spec=spec, **kw)
+    else:
+        gen = pred.segment_iter(image.data, return_prob=True)
     while True:
         try:
             p = next(gen)
         except StopIteration as stop:
-            labels, prob = stop.value
+            result = stop.value
             break
-        yield Progress(n_done, n, "file", {"file": src.name, "stage": p.stage, "fraction": p.fraction})
-    if "labels" in paths:
-        write_tiff(paths["labels"], labels)
-    if "prob" in paths:
-        write_tiff(paths["prob"], prob)
-    if "csv" in paths:
-        write_csv(paths["csv"], measure_objects(labels, image))
-    return int(labels.max(initial=0))
+        yield Progress(0, 1, "file", {"file": src.name, "stage": p.stage, "fraction": p.fraction})
+    if big:
+        n, settings = result["objects"], result["settings"]
+    else:
+        settings = pred.last_settings.as_record() if pred.last_settings else None
+        labels, prob = result
+        if "labels" in paths:
+            write_tiff(paths["labels"], labels)
+        if "prob" in paths:
+            write_tiff(paths["prob"], prob)
+        if "csv" in paths:
+            write_csv(paths["csv"], measure_objects(labels, image.data))
+        n = int(labels.max(initial=0))
+    return {"objects": n, "outputs": [p.name for p in paths.values()], "settings": settings}
 
 
-def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str = "*.tif*",
-               outputs=("labels", "csv"), device: str = "auto",
-               resume: bool = True) -> Generator[Progress, None, dict]:
+def _job_key(content: dict, model_id, outputs, pred, zarr) -> str:
+    return json.dumps({"input": content["hash"], "size": content["stat"][0], "model": model_id,
+                       "outputs": list(outputs), "zarr": bool(zarr), "tile": pred.tile,
+                       "halo": pred.halo, "border": pred.border, "tta": pred.tta}, sort_keys=True)
+
+
+def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None = None,
+               outputs=("labels", "csv"), device: str = "auto", resume: bool = True,
+               zarr: bool = False, client=None, block: int | None = None
+               ) -> Generator[Progress, None, dict]:
     """Segment every image in a folder, yielding progress; resumable.
 
     Parameters
@@ -180,15 +202,25 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str = "*.t
         A ready :class:`~unet_core.predict.Predictor` (used as is), or anything
         :class:`Predictor` accepts (loaded once, on ``device``).
     input_dir, output_dir : path
-        Folder of input images; folder for the outputs (created if missing).
-    pattern : str
+        Folder of input images; folder for the outputs (created if missing, locked
+        against a second batch while this one runs).
+    pattern : str, optional
         Glob of the inputs inside ``input_dir`` (``"*.tif*"``; ``"**/*.png"`` recurses).
+        Default: every image file (TIFF, PNG, JPEG, BMP) and ``.zarr`` folder.
     outputs : sequence of {"labels", "prob", "csv"}
         What to write per file (see the module docstring).
     device : str
         Device when a model (not a Predictor) is given.
     resume : bool
-        Skip files whose outputs are all present and newer than the input.
+        Skip files done before with the same content, model and settings (the status
+        file records a hash of each input) whose outputs are all present.
+    zarr : bool
+        Write labels / probabilities of images segmented block by block as zarr
+        stores at any size (always above :data:`unet_core.large.ZARR_PIXELS`).
+    client : distributed.Client, optional
+        Spread files over the cluster's workers (and huge images' blocks).
+    block : int, optional
+        Block side in px for images segmented block by block (memory per block).
 
     Yields
     ------
@@ -206,8 +238,10 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str = "*.t
     Raises
     ------
     InputError
-        A missing input folder, no matching files, or unknown outputs.
+        A missing input folder, no matching files, unknown outputs, or an output
+        folder another batch is writing to.
     """
+    from .lazyio import folder_lock
     from .predict import Predictor
 
     outputs = tuple(dict.fromkeys(outputs))
@@ -216,42 +250,87 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str = "*.t
         raise InputError(f"Unknown or no outputs {sorted(unknown)}; choose from {list(OUTPUTS)}.")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     files = _find_inputs(input_dir, output_dir, pattern)
+    stems = output_stems(files, input_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pred = model_or_predictor if isinstance(model_or_predictor, Predictor) else \
-        Predictor(model_or_predictor, device=device)
-    card = pred.model.card
-    model_id = card.get("sha256") or card.get("name")
-    status_path = output_dir / STATUS_NAME
-    status = _read_status(status_path) if resume else {}
-    report = {"done": [], "skipped": [], "failed": []}
-    n = len(files)
-    for i, src in enumerate(files):
-        name = str(src.relative_to(input_dir))
-        stem = name[: -len(src.suffix)] if src.suffix else name
-        if src.name.lower().endswith(".ome.tif") or src.name.lower().endswith(".ome.tiff"):
-            stem = stem[: -len(".ome")]
-        paths = output_paths(stem, output_dir, outputs)
-        info = {"file": name}
-        if resume and _is_up_to_date(src, paths.values(), status.get(name), model_id):
-            report["skipped"].append(name)
-            yield Progress(i + 1, n, "batch", {**info, "status": "skipped"})
-            continue
-        try:
-            n_objects = yield from _process(pred, src, paths, i, n)
-        except _FILE_ERRORS as err:
-            msg = str(err) if isinstance(err, UNetError) else f"{type(err).__name__}: {err}"
-            if isinstance(err, MemoryError):
-                msg = "Not enough memory for this image; use a smaller tile or another machine."
-            log.warning("batch: %s failed: %s", name, msg)
-            report["failed"].append((name, msg))
-            status[name] = {"status": "failed", "error": msg, "model": model_id}
-            _write_status(status_path, status)
-            yield Progress(i + 1, n, "batch", {**info, "status": "failed", "error": msg})
-            continue
-        report["done"].append(name)
-        status[name] = {"status": "done", "model": model_id, "objects": n_objects,
-                        "outputs": [p.name for p in paths.values()],
-                        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-        _write_status(status_path, status)
-        yield Progress(i + 1, n, "batch", {**info, "status": "done"})
+    with folder_lock(output_dir):
+        _remove_stale_temporaries(output_dir)
+        pred = model_or_predictor if isinstance(model_or_predictor, Predictor) else \
+            Predictor(model_or_predictor, device=device)
+        card = pred.model.card
+        model_id = card.get("sha256") or card.get("name")
+        status_path = output_dir / STATUS_NAME
+        status = _read_status(status_path)
+        report = {"done": [], "skipped": [], "failed": []}
+        todo, n = [], len(files)
+        for src in files:
+            name = str(src.relative_to(input_dir))
+            record = status.get(name) or {}
+            try:
+                content = content_hash(src, record.get("content"))
+            except OSError as err:
+                content = {"stat": [0, 0], "hash": f"unreadable: {err}"}
+            key = _job_key(content, model_id, outputs, pred, zarr)
+            if resume and _is_up_to_date(output_dir, record, key):
+                report["skipped"].append(name)
+                yield Progress(len(report["skipped"]), n, "batch", {"file": name, "status": "skipped"})
+                continue
+            todo.append((src, name, stems[src], content, key))
+        if client is not None:
+            from .distributed import run_files as runner
+        else:
+            runner = _run_local
+        yield from runner(pred, todo, output_dir, {"outputs": outputs, "zarr": zarr, "block": block},
+                          client, status, status_path, report, n)
     return report
+
+
+def record_result(report, status, status_path, name, content, key, result, error):
+    if error is None:
+        report["done"].append(name)
+        status[name] = {"status": "done", "key": key, "content": content,
+                        "objects": result["objects"], "outputs": result["outputs"],
+                        "settings": result.get("settings"),
+                        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    else:
+        log.warning("batch: %s failed: %s", name, error)
+        report["failed"].append((name, error))
+        status[name] = {"status": "failed", "error": error, "key": key, "content": content}
+    _write_status(status_path, status)
+    info = {"file": name, "status": "done" if error is None else "failed"}
+    if error is not None:
+        info["error"] = error
+    return info
+
+
+def count_files(report) -> int:
+    return sum(len(v) for v in report.values())
+
+
+def _remove_stale_temporaries(output_dir: Path) -> None:
+    """Temporary files of a killed run (we hold the folder's lock, so nobody else is
+    writing them); unfinished block work (``.*.blocks.part``) stays, to be resumed."""
+    import shutil
+
+    for p in output_dir.glob(".*.part"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+    for p in output_dir.glob(".*.old"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _run_local(pred, todo, output_dir, options, client, status, status_path, report, n):
+    for src, name, stem, content, key in todo:
+        result, error = None, None
+        try:
+            gen = process_file(pred, src, output_dir, stem, **options)
+            while True:
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                yield Progress(count_files(report), n, "file", p.info)
+        except FILE_ERRORS as err:
+            error = describe_failure(err)
+        info = record_result(report, status, status_path, name, content, key, result, error)
+        yield Progress(count_files(report), n, "batch", info)

@@ -74,6 +74,9 @@ def cmd_predict(args) -> int:
     for path, stem in stems.items():
         written = []
         try:
+            from .cli_batch import predict_large
+            if predict_large(pred, path, out, args):   # images larger than memory
+                continue
             image = read_image(path)
             with _tqdm(desc=path.name, unit="batch", leave=False) as bar:
                 labels, prob = _drive(pred.segment_iter(image, return_prob=True), bar)
@@ -220,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--preset", choices=["exact", "classic"], help="tiling preset")
     q.add_argument("--batch-size", type=int, help="tiles per forward pass")
     q.add_argument("--prob", action="store_true", help="also write probabilities")
+    q.add_argument("--zarr", action="store_true", help="write large images' outputs as zarr stores")
     q.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over mirror images (4x slower, fewer errors)")
     add_scale_options(q)
@@ -246,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
     from .cli_train import add_commands
     add_commands(sub)
+    from .cli_batch import add_commands as add_batch
+    add_batch(sub)
     return p
 
 

@@ -73,11 +73,18 @@ def test_batch_resume_skips_finished_files(folder, tmp_path, saved_model):
     assert report["skipped"] == ["img0.tif", "img2.tif"]
     assert report["done"] == [] and [n for n, _ in report["failed"]] == ["img1.tif"]
     assert (out / "img0_labels.tif").stat().st_mtime_ns == before
-    # a newer input is segmented again; so is everything without resume
+    # a touched input with the same content is still skipped (resume is keyed on content)
     later = before + 10 ** 9
     os.utime(folder / "img2.tif", ns=(later, later))
     report = run_to_end(batch_iter(pred, folder, out))
+    assert report["skipped"] == ["img0.tif", "img2.tif"]
+    # a changed input is segmented again; so is everything without resume
+    tifffile.imwrite(folder / "img2.tif", synthetic_nuclei((64, 64), seed=7)[0])
+    report = run_to_end(batch_iter(pred, folder, out))
     assert report["done"] == ["img2.tif"] and report["skipped"] == ["img0.tif"]
+    # another tiling (another result) is not the same job either
+    report = run_to_end(batch_iter(Predictor(saved_model, device="cpu", tile=32), folder, out))
+    assert report["done"] == ["img0.tif", "img2.tif"]
     report = run_to_end(batch_iter(pred, folder, out, resume=False))
     assert report["done"] == ["img0.tif", "img2.tif"]
 

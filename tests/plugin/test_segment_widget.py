@@ -201,3 +201,37 @@ def test_estimate_fills_the_diameter_and_runs_use_it(segment, qtbot):
     assert "diameter 40.0 px, scale" in widget.run_bar.status.text()
     assert "stain fluorescence" in widget.run_bar.status.text()
     assert viewer.layers["big nuclei labels"].data.max() > 10
+
+
+def test_dask_and_zarr_layers_are_read_lazily_and_shown_lazily(segment, qtbot, notifications,
+                                                                tmp_path, monkeypatch,
+                                                                tiny_model):
+    import dask.array as da
+    import zarr
+
+    from unet_core import Predictor
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    viewer, widget = segment
+    image = synthetic_nuclei((192, 160), seed=4)[0]
+    store = zarr.create_array(str(tmp_path / "img.zarr"), data=image, chunks=(64, 64))
+    viewer.add_image(da.from_zarr(store), name="lazy")
+    widget.prob_check.setChecked(True)
+    _run(qtbot, widget)
+    assert not _errors(notifications)
+    labels = viewer.layers["lazy labels"]
+    assert isinstance(labels, Labels)
+    level0 = labels.data        # one level at this size; a pyramid above 1024 px
+    assert isinstance(level0, zarr.Array) and level0.shape == (192, 160)
+    assert str(tmp_path / "cache") in str(level0.store)
+    whole = Predictor(tiny_model, device="cpu").segment(image)
+    got = np.asarray(level0[:])
+    assert len(np.unique(got)) == len(np.unique(whole))
+    assert ((got > 0) == (whole > 0)).all()
+    prob = viewer.layers["lazy probabilities"]
+    assert isinstance(prob.data, zarr.Array) and prob.data.shape == (192, 160)
+    n = len(set(np.unique(got).tolist()) - {0})
+    assert widget.run_bar.status.text().startswith(f"{n} object")
+    # a second run replaces the lazy layer's data
+    _run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers].count("lazy labels") == 1

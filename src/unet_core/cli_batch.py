@@ -1,0 +1,122 @@
+"""``napari-unet batch``: a folder of images, on this machine or a dask cluster.
+
+Exit codes: 0 all files done or skipped, 1 some files failed (each listed),
+2 bad arguments, model or output folder.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _predictor(args):
+    from .modelio import load_model
+    from .predict import Predictor
+
+    return Predictor(load_model(args.model), device=args.device, tile=args.tile, tta=args.tta,
+                     diameter=args.diameter, stain=args.stain)
+
+
+def cmd_batch(args) -> int:
+    from tqdm import tqdm
+
+    from .batch import batch_iter
+
+    outputs = ["labels"] + (["prob"] if args.prob else []) + ([] if args.no_csv else ["csv"])
+    pred = _predictor(args)
+    client = None
+    if args.scheduler:
+        from .distributed import make_client
+
+        client = make_client(args.scheduler, args.workers)
+    gen = batch_iter(pred, args.input, args.output, pattern=args.pattern, outputs=outputs,
+                     resume=not args.no_resume, zarr=args.zarr, client=client, block=args.block)
+    bar = tqdm(desc="batch", unit="file", file=sys.stderr, dynamic_ncols=True)
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                report = stop.value
+                break
+            bar.total = p.total
+            if p.stage == "batch":
+                bar.n = p.done
+                status = p.info["status"]
+                line = f"{p.info['file']}: {status}"
+                if status == "failed":
+                    line += f": {p.info['error']}"
+                bar.write(line, file=sys.stdout)
+            elif p.info:
+                bar.set_postfix_str(f"{p.info.get('file', '')} {p.info.get('stage', '')} "
+                                    f"{100 * p.info.get('fraction', 0):.0f}%")
+            bar.refresh()
+    finally:
+        bar.close()
+        gen.close()
+        if client is not None:
+            from .distributed import close_client
+
+            close_client(client)
+    done, skipped, failed = (len(report[k]) for k in ("done", "skipped", "failed"))
+    print(f"{done} done, {skipped} skipped (up to date), {failed} failed -> {args.output}")
+    if failed:
+        print("failed files:", file=sys.stderr)
+        for name, msg in report["failed"]:
+            print(f"  {name}: {msg}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def predict_large(pred, path: Path, out: Path, args) -> bool:
+    """``napari-unet predict`` on an image larger than memory: block by block, written
+    as it goes; returns False for images that fit (the caller reads them whole)."""
+    from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
+    from .lazyio import is_zarr_path, open_image
+    from .progress import run_to_end
+
+    if not (is_zarr_path(path) or path.suffix.lower() in (".tif", ".tiff")):
+        return False
+    image = open_image(path)
+    if not wants_blocks(image):
+        return False
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    ext = ".zarr" if getattr(args, "zarr", False) or image.shape[0] * image.shape[1] > ZARR_PIXELS \
+        else ".tif"
+    outputs = {"labels": out / f"{stem}_labels{ext}"}
+    if getattr(args, "prob", False):
+        outputs["prob"] = out / f"{stem}_prob{ext}"
+    result = run_to_end(segment_file_iter(pred, image, outputs))
+    print(f"{path.name}: {result['objects']} objects -> {outputs['labels']}")
+    return True
+
+
+def add_commands(sub) -> None:
+    """Add ``batch`` to the ``napari-unet`` sub-commands."""
+    b = sub.add_parser(
+        "batch", help="segment every image of a folder (resumable, CSV, dask cluster)",
+        description="Segment every image of INDIR into OUTDIR: <stem>_labels.tif (or .zarr for "
+                    "images larger than memory), <stem>_objects.csv per-object measurements, "
+                    "and a status file. A re-run skips files already done with the same "
+                    "content, model and settings. Exit code 1 when some files failed.")
+    b.add_argument("input", metavar="INDIR", help="folder of images (TIFF, PNG, JPEG, BMP, .zarr)")
+    b.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    b.add_argument("--pattern", help="glob of the inputs, e.g. '*.tif' or '**/*.png' "
+                                     "(default: every image file and .zarr folder)")
+    b.add_argument("--model", default="nuclei", help="bundled/user model name or folder")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    from .cli import add_scale_options
+    add_scale_options(b)
+    b.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
+    b.add_argument("--tta", action="store_true", help="test-time augmentation (4x slower)")
+    b.add_argument("--prob", action="store_true", help="also write probabilities")
+    b.add_argument("--no-csv", action="store_true", help="do not measure objects")
+    b.add_argument("--zarr", action="store_true",
+                   help="write large images' outputs as zarr stores at any size")
+    b.add_argument("--no-resume", action="store_true", help="redo files already done")
+    b.add_argument("--block", type=int, help="block side in px for images larger than memory "
+                                             "(default 2048; smaller blocks use less memory)")
+    b.add_argument("--scheduler", metavar="local|ADDRESS",
+                   help="run on dask.distributed: 'local' starts a LocalCluster, or the address "
+                        "of a running scheduler (tcp://host:8786)")
+    b.add_argument("--workers", type=int, help="worker processes of --scheduler local (default 2)")
+    b.set_defaults(func=cmd_batch)

@@ -1,0 +1,201 @@
+"""dask.distributed backend: files spread over workers, huge images split into blocks.
+
+Workers import only ``unet_core`` (numpy, torch, scikit-image, zarr): no Qt, no
+napari.  Each worker process loads a model once (:func:`worker_predictor`) and keeps
+it for every task of the same specification.
+
+>>> client = make_client("local", workers=2)          # a LocalCluster, 1 thread per worker
+>>> client = make_client("tcp://scheduler:8786")      # a running cluster (dask-jobqueue ...)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from .errors import InputError
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+# One Predictor per specification per worker process: the model is loaded by the first
+# task that needs it and reused by the following ones.
+_PREDICTORS: dict = {}
+_LOCK = threading.Lock()
+
+
+def make_client(scheduler: str = "local", workers: int | None = None, threads: int = 1):
+    """A dask.distributed Client.
+
+    Parameters
+    ----------
+    scheduler : str
+        "local" starts a ``LocalCluster`` of ``workers`` processes with ``threads``
+        threads each on this machine; anything else is the address of a running
+        scheduler ("tcp://host:8786").
+    workers : int, optional
+        Worker processes of a local cluster (default: 2, or the CPU count if lower).
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("The cluster backend needs dask.distributed: "
+                         "pip install 'napari-unet[distributed]'.") from None
+    if scheduler in (None, "", "local"):
+        import os
+
+        n = workers or max(1, min(2, os.cpu_count() or 1))
+        cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True,
+                               dashboard_address=None)
+        return Client(cluster)
+    try:
+        return Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise InputError(f"Cannot reach the dask scheduler at {scheduler!r} ({err}). Check the "
+                         "address (tcp://host:8786) or use --scheduler local.") from None
+
+
+def close_client(client) -> None:
+    """Close a client and, for a LocalCluster it started, the cluster."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def predictor_spec(pred) -> dict:
+    """What a worker needs to rebuild ``pred``: the model folder (or the model itself
+    when it was never saved) and the Predictor's settings."""
+    model = pred.model
+    spec = {"tile": pred.tile, "halo": pred.halo, "border": pred.border, "tta": pred.tta,
+            "batch_size": pred._batch_size, "device": "cpu" if pred.device.type == "cpu" else "auto",
+            "diameter": pred.diameter, "stain": pred.stain,
+            "backend": getattr(pred, "backend", "auto"),
+            "precision": getattr(pred, "precision", "auto")}
+    spec["model"] = str(model.path) if model.path is not None else model
+    return spec
+
+
+def worker_predictor(spec: dict):
+    """The Predictor of ``spec`` in this process, built on first use."""
+    from .predict import Predictor
+
+    model = spec["model"]
+    key = json.dumps({k: (v if k != "model" or isinstance(v, str) else id(v))
+                      for k, v in spec.items()}, sort_keys=True, default=str)
+    with _LOCK:
+        pred = _PREDICTORS.get(key)
+        if pred is None:
+            if isinstance(model, str):
+                from .modelio import load_model
+
+                model = load_model(model)
+            pred = Predictor(model, device=spec["device"], tile=spec["tile"], halo=spec["halo"],
+                             border=spec["border"], tta=spec["tta"], batch_size=spec["batch_size"],
+                             diameter=spec["diameter"], stain=spec["stain"],
+                             backend=spec["backend"], precision=spec["precision"])
+            _PREDICTORS.clear()    # one model per worker: never two in its memory
+            _PREDICTORS[key] = pred
+        return pred
+
+
+def _segment_task(job, spec, ij):
+    from .blocks import segment_block
+    from .window import block_predictor
+
+    return segment_block(job, block_predictor(worker_predictor(spec)), ij)
+
+
+def run_blocks(client, job, spec: dict, measure: bool = True):
+    """Generator: the passes of :mod:`unet_core.blocks` over the cluster's workers;
+    returns (objects, clipped, table or None) as :func:`unet_core.blocks.run_local`."""
+    from distributed import as_completed
+
+    from .blocks import concat_tables, measure_block, merge_block, offsets_of
+
+    blocks = job.plan.blocks()
+    n = len(blocks)
+    yield Progress(0, n, "predict", {"blocks": n})
+    futures = {client.submit(_segment_task, job, spec, ij, pure=False): ij for ij in blocks}
+    counts, clipped = {}, 0
+    for k, fut in enumerate(as_completed(futures)):
+        counts[futures[fut]], c = fut.result()
+        clipped += c
+        yield Progress(k + 1, n, "predict", {"blocks": n})
+    offsets = offsets_of(job.plan, counts)
+    merged = client.map(merge_block, [job] * n, [offsets] * n, blocks, pure=False)
+    for k, fut in enumerate(as_completed(merged)):
+        fut.result()
+        yield Progress(k + 1, n, "instances")
+    table = None
+    if measure:
+        futs = client.map(measure_block, [job] * n, [offsets] * n, [counts] * n, blocks, pure=False)
+        tables = []
+        for k, fut in enumerate(as_completed(futs)):
+            tables.append(fut.result())
+            yield Progress(k + 1, n, "measure")
+        table = concat_tables(tables)
+    return sum(counts.values()), clipped, table
+
+
+def _file_task(spec, src: str, output_dir: str, stem: str, options: dict):
+    """Segment one file on a worker; returns (result of process_file or None, error or None)."""
+    from .batch import FILE_ERRORS, describe_failure, process_file
+    from .progress import run_to_end
+
+    try:
+        return run_to_end(process_file(worker_predictor(spec), Path(src), Path(output_dir), stem,
+                                       **options)), None
+    except FILE_ERRORS as err:
+        return None, describe_failure(err)
+
+
+def submit_file(client, spec: dict, src, output_dir, stem: str, options: dict):
+    """A future of :func:`unet_core.batch.process_file` (``options``: its keywords) on
+    one of the workers."""
+    return client.submit(_file_task, spec, str(src), str(output_dir), stem, options, pure=False)
+
+
+def run_files(pred, todo, output_dir, options, client, status, status_path, report, n):
+    """Small files as one task each over the workers; images larger than memory one
+    after another, each split into blocks over the workers."""
+    from distributed import as_completed
+
+    from .batch import FILE_ERRORS, count_files, describe_failure, process_file, record_result
+    from .large import wants_blocks
+    from .lazyio import open_image
+
+    spec = predictor_spec(pred)
+    futures, big = {}, []
+    for item in todo:
+        src = item[0]
+        try:
+            is_big = wants_blocks(open_image(src)) if src.suffix.lower() in (".tif", ".tiff", ".zarr") \
+                else False
+        except FILE_ERRORS:
+            is_big = False   # the worker reports the error
+        if is_big:
+            big.append(item)
+        else:
+            futures[submit_file(client, spec, src, output_dir, item[2], options)] = item
+    for fut in as_completed(futures):
+        src, name, stem, content, key = futures[fut]
+        result, error = fut.result()
+        info = record_result(report, status, status_path, name, content, key, result, error)
+        yield Progress(count_files(report), n, "batch", info)
+    for src, name, stem, content, key in big:
+        result, error = None, None
+        try:
+            gen = process_file(pred, src, output_dir, stem, client=client, spec=spec, **options)
+            while True:
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                yield Progress(count_files(report), n, "file", p.info)
+        except FILE_ERRORS as err:
+            error = describe_failure(err)
+        info = record_result(report, status, status_path, name, content, key, result, error)
+        yield Progress(count_files(report), n, "batch", info)

@@ -1,0 +1,283 @@
+"""Images larger than memory: lazy reading by window, zarr stores written atomically.
+
+Inputs are opened without reading their pixels: a TIFF (BigTIFF, tiled or striped)
+through ``tifffile.imread(..., aszarr=True)``, a zarr array or an OME-Zarr image
+(level 0 of its multiscale pyramid, with its scale).  Reading ``image[y0:y1, x0:x1]``
+then reads only that window.  Outputs too large for one TIFF write go block by block
+into a zarr store that is built under a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageFileError
+
+#: Images up to this many pixels are read whole (cheaper than windows).
+SMALL_PIXELS = 2048 * 2048
+#: Refuse inputs whose pixels need more than this fraction of the physical memory when
+#: they cannot be read by window (PNG, JPEG, compressed whole-image TIFF strips).
+_MAX_WHOLE_FRACTION = 0.25
+#: Chunk side of the zarr stores we write (napari reads them by chunk).
+CHUNK = 1024
+
+
+@dataclass
+class LazyImage:
+    """An image opened for reading by window.
+
+    Attributes
+    ----------
+    data : array-like, (H, W) or (H, W, C)
+        numpy, zarr or dask array; slicing reads only the window.
+    path : Path or None
+        Where it came from (workers of a cluster reopen it from there).
+    scale : tuple of float
+        Pixel size per axis from OME-Zarr metadata, 1.0 when unknown.
+    ome : bool
+        Whether ``path`` is an OME-Zarr image (labels then go into its ``labels/``).
+    """
+
+    data: object
+    path: Path | None = None
+    scale: tuple = field(default_factory=tuple)
+    ome: bool = False
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.data.dtype).itemsize
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (8 GB when unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def is_zarr_path(path) -> bool:
+    """A ``.zarr`` folder (or any folder with zarr metadata)."""
+    p = Path(path)
+    return p.is_dir() and (p.suffix == ".zarr" or any(
+        (p / n).exists() for n in ("zarr.json", ".zarray", ".zgroup")))
+
+
+def _open_zarr(path: Path) -> LazyImage:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except (ValueError, OSError, KeyError) as err:
+        raise ImageFileError(f"Cannot open {path} as zarr ({type(err).__name__}: {err}).") from None
+    if isinstance(node, zarr.Array):
+        return LazyImage(node, path, (1.0,) * node.ndim)
+    attrs = dict(node.attrs)
+    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if not ms:
+        arrays = sorted(k for k, _ in node.arrays())
+        if len(arrays) != 1:
+            raise ImageFileError(f"{path} is a zarr group without multiscale metadata and with "
+                                 f"{len(arrays)} arrays; give the path of one array.")
+        arr = node[arrays[0]]
+        return LazyImage(arr, path, (1.0,) * arr.ndim)
+    level0 = ms[0]["datasets"][0]
+    arr = node[level0["path"]]
+    scale = (1.0,) * arr.ndim
+    for t in level0.get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            scale = tuple(float(s) for s in t["scale"])
+    axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
+    data = arr
+    if axes and len(axes) == arr.ndim and axes[-2:] == ["y", "x"]:
+        # drop leading singleton t/c/z axes of OME-Zarr: (1, 1, Y, X) -> (Y, X)
+        lead = [i for i in range(arr.ndim - 2) if arr.shape[i] == 1]
+        if len(lead) == arr.ndim - 2:
+            import dask.array as da
+
+            data = da.from_zarr(arr)[(0,) * len(lead)]
+            scale = scale[-2:]
+    return LazyImage(data, path, scale, ome=True)
+
+
+def _open_tiff(path: Path) -> LazyImage:
+    import tifffile
+    import zarr
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype = series.shape, series.dtype
+            page = tif.pages[0]
+            raw = page.compression == 1
+            windowed = page.is_tiled or page.rowsperstrip < page.imagelength or raw
+    except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as err:
+        raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid TIFF image "
+                             f"({type(err).__name__}: {err}).") from None
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if raw and path.stat().st_size < need:
+        raise ImageFileError(f"{path} declares {' x '.join(map(str, shape))} px ({need:,} bytes) but "
+                             f"holds {path.stat().st_size:,} bytes: it is truncated or corrupt.")
+    check_fits(path, shape, dtype, windowed)
+    if int(np.prod(shape)) <= SMALL_PIXELS:
+        from .fileio import read_image
+
+        return LazyImage(read_image(path), path, (1.0,) * len(shape))
+    try:
+        store = tifffile.imread(path, aszarr=True)
+        data = zarr.open(store, mode="r")
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        raise ImageFileError(f"Cannot read {path} by window ({type(err).__name__}: {err}).") from None
+    return LazyImage(data, path, (1.0,) * len(shape))
+
+
+def check_fits(path, shape, dtype, windowed: bool) -> None:
+    """Refuse, before allocating, an image that cannot be read by window and whose
+    pixels would not fit in memory (e.g. a tiny corrupt TIFF declaring 200000 px)."""
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    limit = physical_memory() * _MAX_WHOLE_FRACTION
+    if not windowed and need > limit:
+        raise ImageFileError(
+            f"{path} declares {' x '.join(map(str, shape))} px ({need / 2**30:.1f} GiB), more than "
+            f"this machine can read at once, and cannot be read by window. Save it as a tiled "
+            f"(Big)TIFF or zarr (e.g. tifffile.imwrite(..., tile=(512, 512))).")
+
+
+def open_image(path) -> LazyImage:
+    """Open an image file or zarr store for reading by window.
+
+    TIFF files larger than :data:`SMALL_PIXELS` and zarr stores stay on disk; small
+    TIFFs and PNG/JPEG/BMP are read whole (see :func:`unet_core.fileio.read_image`).
+
+    Raises
+    ------
+    ImageFileError
+        Missing, corrupt or unsupported inputs, and images too large to read whole that
+        cannot be read by window.
+    """
+    path = Path(path)
+    if is_zarr_path(path):
+        return _open_zarr(path)
+    if path.suffix.lower() in (".tif", ".tiff") and path.is_file() and path.stat().st_size:
+        return _open_tiff(path)
+    from .fileio import read_image
+
+    if path.is_file() and path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
+        _check_raster_header(path)
+    data = read_image(path)
+    return LazyImage(data, path, (1.0,) * data.ndim)
+
+
+def _check_raster_header(path: Path) -> None:
+    """Declared size of a PNG/JPEG/BMP before decoding it whole."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            bands = len(im.getbands())
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid image "
+                             f"({type(err).__name__}: {err}).") from None
+    check_fits(path, (h, w, bands), np.uint8, windowed=False)
+
+
+# -- writing ------------------------------------------------------------------------
+
+def create_array(store_dir, name: str, shape, dtype, chunks, attrs=None):
+    """Create (or reopen, with the same shape/dtype) a zarr array ``store_dir/name``."""
+    import zarr
+
+    group = zarr.open_group(str(store_dir), mode="a")
+    if name in group:
+        arr = group[name]
+        if tuple(arr.shape) == tuple(shape) and np.dtype(arr.dtype) == np.dtype(dtype):
+            return arr
+        del group[name]
+    arr = group.create_array(name, shape=tuple(shape), dtype=dtype, chunks=tuple(chunks),
+                             fill_value=0)
+    if attrs:
+        arr.attrs.update(attrs)
+    return arr
+
+
+def replace_dir(tmp: Path, final: Path) -> Path:
+    """Move a finished store ``tmp`` onto ``final``: the old one (if any) is moved aside
+    first, so ``final`` is always either the old complete store or the new one."""
+    tmp, final = Path(tmp), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def zarr_to_tiff(arr, path, tile: int = 512) -> Path:
+    """Write a 2D (H, W) or (C, H, W) zarr array as a tiled TIFF, tile row by tile row
+    (memory: one row of tiles), atomically."""
+    import tifffile
+
+    from .fileio import atomic_write
+
+    shape = tuple(arr.shape)
+    h, w = shape[-2:]
+    lead = shape[:-2]
+
+    def tiles():
+        for idx in np.ndindex(*lead):
+            for y in range(0, h, tile):
+                row = np.asarray(arr[idx + (slice(y, y + tile), slice(None))])
+                for x in range(0, w, tile):
+                    t = np.zeros((tile, tile), arr.dtype)
+                    part = row[:, x:x + tile]
+                    t[: part.shape[0], : part.shape[1]] = part
+                    yield t
+
+    big = int(np.prod(shape)) * np.dtype(arr.dtype).itemsize > (3 << 30)
+    with atomic_write(path) as tmp:
+        tifffile.imwrite(tmp, tiles(), shape=shape, dtype=arr.dtype, tile=(tile, tile),
+                         compression="zlib", bigtiff=big)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what: str = "batch"):
+    """An exclusive lock on ``folder`` for the life of the block (fcntl), so two runs
+    cannot write the same outputs at once.  A crashed holder releases it with its
+    process; the lock file itself stays."""
+    import fcntl
+
+    from .errors import InputError
+
+    path = Path(folder) / ".napari-unet.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            raise InputError(f"Another {what} is writing to {folder} ({holder or 'another process'}); "
+                             "wait for it to finish or choose another output folder.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid()}))
+        f.flush()
+        yield path
