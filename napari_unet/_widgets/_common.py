@@ -201,12 +201,14 @@ def engine_text(pred: Predictor, compiled: bool = False) -> str:
     return text
 
 
-def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, **kwargs):
-    """Generator job: :func:`unet_core.batch.batch_iter` with the cached predictor."""
+def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, diameter="auto",
+              stain="auto", **kwargs):
+    """Generator job: :func:`unet_core.batch.batch_iter` with the cached predictor, at
+    ``diameter`` ("auto": estimated per file) and ``stain``."""
     from unet_core.batch import batch_iter
 
     yield Progress(0, 1, "load")
-    pred = cache.get(key)
+    pred = cache.get(key).with_options(diameter=diameter, stain=stain)
     return (yield from batch_iter(pred, input_dir, output_dir, **kwargs))
 
 

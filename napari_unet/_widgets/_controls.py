@@ -163,7 +163,7 @@ class ScaleControls(QWidget):
 
     estimate = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, estimate: bool = True):
         super().__init__(parent)
         self.diameter_spin = QDoubleSpinBox()
         self.diameter_spin.setRange(0.0, 600.0)
@@ -182,6 +182,7 @@ class ScaleControls(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.diameter_spin, 1)
         row.addWidget(self.estimate_button)
+        self.estimate_button.setVisible(estimate)
         self.stain_combo = QComboBox()
         self.stain_combo.addItems(STAIN_CHOICES)
         self.stain_combo.setToolTip(

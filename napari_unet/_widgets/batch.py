@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._common import PredictorCache, PredictorKey, batch_job, describe_error
-from ._controls import FolderEdit, ModelPicker, RunBar, inference_combo, start_job, tta_check
+from ._controls import FolderEdit, ModelPicker, RunBar, ScaleControls, inference_combo, start_job, tta_check
 
 
 class BatchWidget(QWidget):
@@ -61,6 +61,7 @@ class BatchWidget(QWidget):
             outputs.addWidget(box)
         outputs.addStretch(1)
         self.tta_check = tta_check()
+        self.scale = ScaleControls(self, estimate=False)   # "auto": estimated per file
         self.resume_check = QCheckBox("skip files already done")
         self.resume_check.setChecked(True)
         self.resume_check.setToolTip("Resume: skip files whose outputs exist and are newer "
@@ -78,6 +79,8 @@ class BatchWidget(QWidget):
         form.addRow("Files", self.pattern_edit)
         form.addRow("Output", self.output_edit)
         form.addRow("Model", self.model_picker)
+        form.addRow("Nucleus size", self.scale.size_row)
+        form.addRow("Stain", self.scale.stain_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Write", outputs)
         form.addRow("", self.tta_check)
@@ -130,7 +133,8 @@ class BatchWidget(QWidget):
         self._show_counts()
         start_job(self, "Batch segmentation", batch_job, self._cache, key, self.input_edit.path(),
                   self.output_edit.path(), pattern=self.pattern_edit.text().strip() or "*",
-                  outputs=self.outputs(), device=key.device, resume=self.resume_check.isChecked())
+                  outputs=self.outputs(), device=key.device, resume=self.resume_check.isChecked(),
+                  diameter=self.scale.diameter(), stain=self.scale.stain())
 
     def _on_cancel(self) -> None:
         if self._worker is not None:

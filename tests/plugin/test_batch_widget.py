@@ -68,3 +68,26 @@ def test_batch_needs_folders(batch, notifications):
     batch.run_bar.run_button.click()
     assert not batch.running
     assert [n.message for n in notifications] == ["Choose an input folder."]
+
+
+def test_batch_uses_the_chosen_diameter_and_stain(batch, tmp_path, qtbot):
+    """Nucleus size and stain reach every file; the status file records them."""
+    import json
+
+    from unet_core import load_model
+
+    src = tmp_path / "bf"
+    src.mkdir()
+    image, _ = synthetic_nuclei((128, 128), seed=3, radius_range=(9.0, 11.0))
+    tifffile.imwrite(src / "a.tif", image.max() - image)
+    batch.model_picker.set_model(load_model("nuclei").path)
+    assert not batch.scale.estimate_button.isVisibleTo(batch)   # no single image to estimate
+    batch.input_edit.set_path(src)
+    batch.output_edit.set_path(tmp_path / "out")
+    batch.scale.diameter_spin.setValue(40.0)
+    batch.scale.stain_combo.setCurrentText("brightfield")
+    _run(qtbot, batch)
+    status = json.loads((tmp_path / "out" / ".napari-unet-batch.json").read_text())
+    settings = status["files"]["a.tif"]["settings"]
+    assert settings["diameter"] == 40.0 and settings["stain"] == "brightfield"
+    assert settings["scale"] == pytest.approx(22.66 / 40.0, rel=1e-3)
