@@ -47,7 +47,7 @@ def inference_choices() -> list[tuple[str, tuple[str, str, str]]]:
     CPU with each installed backend and precision, then the GPUs (PyTorch).
     """
     from unet_core import backends
-    from unet_core.predict import resolve_device
+    from unet_core.devices import resolve_device
 
     auto_device = resolve_device("auto")
     auto = backends.describe(*backends.resolve("auto", "auto", auto_device))

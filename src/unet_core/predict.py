@@ -4,13 +4,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import os
 from collections.abc import Generator
 
 import numpy as np
 import torch
 
 from . import backends
+from .devices import memory_budget, resolve_device
 from .errors import InputError
 from .inputs import arrange_planes, as_planes
 from .instances import labels_to_grid, probs_to_labels
@@ -31,42 +31,6 @@ PRESETS = {"exact": {"tile": None, "halo": None, "border": None}, "classic": CLA
 # Peak bytes per input pixel of a float32 forward pass, per base filter (measured on
 # the CPU with a depth-4 U-Net in inference mode: about 900 B/px at 32 filters).
 _BYTES_PER_PX_PER_FILTER = 30
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" picks CUDA, then Apple MPS, then the CPU; others must be available."""
-    name = str(device).lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name in ("gpu",):
-        name = "cuda"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"Unknown device {device!r}; use auto, cpu, cuda or mps.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was asked for but no CUDA GPU is available to PyTorch here; "
-                         "use device 'auto' or 'cpu'.")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError("MPS was asked for but is not available here; use 'auto' or 'cpu'.")
-    return dev
-
-
-def memory_budget(device: torch.device) -> int:
-    """Bytes one batch of tiles may use: half the free GPU memory, or a quarter of
-    the physical memory (0.5 to 8 GB) on the CPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        total = 8 << 30
-    return int(min(max(total // 4, 512 << 20), 8 << 30))
 
 
 class Predictor:

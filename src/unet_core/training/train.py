@@ -22,7 +22,7 @@ from ..inputs import as_planes
 from ..instances import labels_to_targets
 from ..modelio import Model, make_card
 from ..normalize import normalize
-from ..predict import resolve_device
+from ..devices import resolve_device
 from ..progress import Progress
 from .augment import AugmentConfig, reviewed_points, scaled_crop
 from .augment import augment as augment_crop
