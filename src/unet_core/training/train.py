@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..errors import InputError
 from ..inputs import as_planes
 from ..instances import labels_to_targets
 from ..modelio import Model, make_card
 from ..normalize import normalize
-from ..devices import resolve_device
 from ..progress import Progress
 from .augment import AugmentConfig, reviewed_points, scaled_crop
 from .augment import augment as augment_crop
