@@ -319,18 +319,25 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
 
 
 def _run_local(pred, todo, output_dir, options, client, status, status_path, report, n):
-    for src, name, stem, content, key in todo:
-        result, error = None, None
-        try:
-            gen = process_file(pred, src, output_dir, stem, **options)
-            while True:
-                try:
-                    p = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                yield Progress(count_files(report), n, "file", p.info)
-        except FILE_ERRORS as err:
-            error = describe_failure(err)
-        info = record_result(report, status, status_path, name, content, key, result, error)
-        yield Progress(count_files(report), n, "batch", info)
+    for entry in todo:
+        yield from file_iter(pred, entry, output_dir, options, status, status_path, report, n)
+
+
+def file_iter(pred, entry, output_dir, options, status, status_path, report, n, **extra):
+    """One file through :func:`process_file` (``extra``: its cluster keywords): its
+    progress, then its record in the status and the report; yields Progress."""
+    src, name, stem, content, key = entry
+    result, error = None, None
+    try:
+        gen = process_file(pred, src, output_dir, stem, **options, **extra)
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            yield Progress(count_files(report), n, "file", p.info)
+    except FILE_ERRORS as err:
+        error = describe_failure(err)
+    info = record_result(report, status, status_path, name, content, key, result, error)
+    yield Progress(count_files(report), n, "batch", info)

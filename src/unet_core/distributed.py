@@ -162,7 +162,7 @@ def run_files(pred, todo, output_dir, options, client, status, status_path, repo
     after another, each split into blocks over the workers."""
     from distributed import as_completed
 
-    from .batch import FILE_ERRORS, count_files, describe_failure, process_file, record_result
+    from .batch import FILE_ERRORS, count_files, file_iter, record_result
     from .large import wants_blocks
     from .lazyio import open_image
 
@@ -184,18 +184,6 @@ def run_files(pred, todo, output_dir, options, client, status, status_path, repo
         result, error = fut.result()
         info = record_result(report, status, status_path, name, content, key, result, error)
         yield Progress(count_files(report), n, "batch", info)
-    for src, name, stem, content, key in big:
-        result, error = None, None
-        try:
-            gen = process_file(pred, src, output_dir, stem, client=client, spec=spec, **options)
-            while True:
-                try:
-                    p = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                yield Progress(count_files(report), n, "file", p.info)
-        except FILE_ERRORS as err:
-            error = describe_failure(err)
-        info = record_result(report, status, status_path, name, content, key, result, error)
-        yield Progress(count_files(report), n, "batch", info)
+    for entry in big:
+        yield from file_iter(pred, entry, output_dir, options, status, status_path, report, n,
+                             client=client, spec=spec)
