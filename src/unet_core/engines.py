@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 import warnings
 from pathlib import Path
@@ -154,8 +155,12 @@ class OpenVinoEngine(_ExportedEngine):
         if shape not in self._compiled:
             model = self.model.clone()
             model.reshape({"x": list(shape)})
+            threads = torch.get_num_threads()
             config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY",
-                      "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+                      "INFERENCE_NUM_THREADS": threads,
+                      # pinned threads of several processes (dask workers) would share
+                      # the first cores; pin only when this process may use them all
+                      "ENABLE_CPU_PINNING": threads >= (os.cpu_count() or 1)}
             self._compiled[shape] = self.core.compile_model(model, "CPU", config)
         return self._compiled[shape]
 
