@@ -202,14 +202,23 @@ def engine_text(pred: Predictor, compiled: bool = False) -> str:
 
 
 def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, diameter="auto",
-              stain="auto", **kwargs):
+              stain="auto", scheduler=None, **kwargs):
     """Generator job: :func:`unet_core.batch.batch_iter` with the cached predictor, at
-    ``diameter`` ("auto": estimated per file) and ``stain``."""
+    ``diameter`` ("auto": estimated per file) and ``stain``; on this process
+    (``scheduler`` None), a local dask cluster ("local") or a scheduler's address."""
     from unet_core.batch import batch_iter
 
     yield Progress(0, 1, "load")
     pred = cache.get(key).with_options(diameter=diameter, stain=stain)
-    return (yield from batch_iter(pred, input_dir, output_dir, **kwargs))
+    if not scheduler:
+        return (yield from batch_iter(pred, input_dir, output_dir, **kwargs))
+    from unet_core.distributed import close_client, make_client
+
+    client = make_client(scheduler)
+    try:
+        return (yield from batch_iter(pred, input_dir, output_dir, client=client, **kwargs))
+    finally:
+        close_client(client)
 
 
 def describe_error(exc: BaseException, action: str = "Segmentation") -> str:

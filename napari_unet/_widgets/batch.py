@@ -6,6 +6,7 @@ from pathlib import Path
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -18,6 +19,19 @@ from qtpy.QtWidgets import (
 
 from ._common import PredictorCache, PredictorKey, batch_job, describe_error
 from ._controls import FolderEdit, ModelPicker, RunBar, ScaleControls, inference_combo, start_job, tta_check
+
+
+def scheduler_combo() -> QComboBox:
+    """Where a batch runs: here, a local dask cluster, or a typed scheduler address."""
+    combo = QComboBox()
+    combo.setEditable(True)
+    combo.addItem("this machine", "")
+    combo.addItem("local dask cluster (one worker per core)", "local")
+    combo.setToolTip("this machine: one file after another in napari's process.\n"
+                     "local dask cluster: files spread over worker processes.\n"
+                     "Or type a dask scheduler's address, e.g. tcp://10.0.0.5:8786, to run "
+                     "on a cluster (needs dask.distributed).")
+    return combo
 
 
 class BatchWidget(QWidget):
@@ -62,10 +76,11 @@ class BatchWidget(QWidget):
         outputs.addStretch(1)
         self.tta_check = tta_check()
         self.scale = ScaleControls(self, estimate=False)   # "auto": estimated per file
+        self.scheduler_combo = scheduler_combo()
         self.resume_check = QCheckBox("skip files already done")
         self.resume_check.setChecked(True)
-        self.resume_check.setToolTip("Resume: skip files whose outputs exist and are newer "
-                                     "than the input")
+        self.resume_check.setToolTip("Resume: skip files done before with the same content, "
+                                     "model and settings whose outputs are all there")
         self.run_bar = RunBar()
         self.counts_label = QLabel()
         self.failed_list = QListWidget()
@@ -82,6 +97,7 @@ class BatchWidget(QWidget):
         form.addRow("Nucleus size", self.scale.size_row)
         form.addRow("Stain", self.scale.stain_combo)
         form.addRow("Device", self.device_combo)
+        form.addRow("Run on", self.scheduler_combo)
         form.addRow("Write", outputs)
         form.addRow("", self.tta_check)
         form.addRow("", self.resume_check)
@@ -134,7 +150,16 @@ class BatchWidget(QWidget):
         start_job(self, "Batch segmentation", batch_job, self._cache, key, self.input_edit.path(),
                   self.output_edit.path(), pattern=self.pattern_edit.text().strip() or "*",
                   outputs=self.outputs(), device=key.device, resume=self.resume_check.isChecked(),
-                  diameter=self.scale.diameter(), stain=self.scale.stain())
+                  diameter=self.scale.diameter(), stain=self.scale.stain(),
+                  scheduler=self.scheduler())
+
+    def scheduler(self) -> str | None:
+        """None (this process), "local" (a dask LocalCluster) or a scheduler address."""
+        text = self.scheduler_combo.currentText().strip()
+        index = self.scheduler_combo.findText(text)
+        if index >= 0 and self.scheduler_combo.itemData(index) is not None:
+            return self.scheduler_combo.itemData(index) or None
+        return text or None
 
     def _on_cancel(self) -> None:
         if self._worker is not None:

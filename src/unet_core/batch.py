@@ -72,7 +72,9 @@ def content_hash(path: Path, old: dict | None = None) -> dict:
     folder; the hash of ``old`` is reused when size and mtime did not change."""
     import hashlib
 
-    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+    # an OME-Zarr input's labels/ is where this batch writes: not part of the input
+    files = sorted(q for q in path.rglob("*") if q.is_file()
+                   and q.relative_to(path).parts[0] != "labels") if path.is_dir() else [path]
     stat = [sum(q.stat().st_size for q in files), max(q.stat().st_mtime_ns for q in files)]
     if old and old.get("stat") == stat and old.get("hash"):
         return {"stat": stat, "hash": old["hash"]}
@@ -142,10 +144,13 @@ def describe_failure(err: BaseException) -> str:
 
 
 def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels", "csv"), *,
-                 zarr: bool = False, client=None, spec=None, block: int | None = None):
+                 zarr: bool = False, client=None, spec=None, block: int | None = None,
+                 ome_labels: bool = True):
     """Segment one file and write its outputs (atomically); yields Progress of stage
     "file".  Images larger than memory go block by block (:mod:`unet_core.large`),
-    into ``.zarr`` stores when large (or ``zarr``), else TIFF.
+    into ``.zarr`` stores when large (or ``zarr``), else TIFF.  With ``ome_labels``,
+    the labels of an OME-Zarr input also go into its own ``labels/nuclei``
+    (:mod:`unet_core.omezarr`), where OME-Zarr viewers look for them.
 
     Returns {"objects": int, "outputs": [file names], "settings": the diameter, scale
     and stain used}.
@@ -181,19 +186,28 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         if "csv" in paths:
             write_csv(paths["csv"], measure_objects(labels, image.data))
         n = int(labels.max(initial=0))
-    return {"objects": n, "outputs": [p.name for p in paths.values()], "settings": settings}
+    names = [p.name for p in paths.values()]     # the status checks these exist
+    if ome_labels and image.ome and "labels" in paths:
+        from .omezarr import write_ome_labels
+
+        done = open_image(paths["labels"]).data if big else labels
+        yield Progress(0, 1, "file", {"file": src.name, "stage": "write", "fraction": 1.0})
+        where = write_ome_labels(src, done, scale=image.scale[-2:])
+        return {"objects": n, "outputs": names, "settings": settings, "ome_labels": str(where)}
+    return {"objects": n, "outputs": names, "settings": settings}
 
 
-def _job_key(content: dict, model_id, outputs, pred, zarr) -> str:
+def _job_key(content: dict, model_id, outputs, pred, zarr, ome_labels=True) -> str:
     return json.dumps({"input": content["hash"], "size": content["stat"][0], "model": model_id,
                        "outputs": list(outputs), "zarr": bool(zarr), "tile": pred.tile,
+                       **({} if ome_labels else {"ome_labels": False}),
                        "halo": pred.halo, "border": pred.border, "tta": pred.tta}, sort_keys=True)
 
 
 def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None = None,
                outputs=("labels", "csv"), device: str = "auto", resume: bool = True,
-               zarr: bool = False, client=None, block: int | None = None
-               ) -> Generator[Progress, None, dict]:
+               zarr: bool = False, client=None, block: int | None = None,
+               ome_labels: bool = True) -> Generator[Progress, None, dict]:
     """Segment every image in a folder, yielding progress; resumable.
 
     Parameters
@@ -221,6 +235,9 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
         Spread files over the cluster's workers (and huge images' blocks).
     block : int, optional
         Block side in px for images segmented block by block (memory per block).
+    ome_labels : bool
+        Also write the labels of OME-Zarr inputs into their own ``labels/nuclei``
+        (OME-NGFF label image), where OME-Zarr viewers find them.
 
     Yields
     ------
@@ -269,7 +286,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
                 content = content_hash(src, record.get("content"))
             except OSError as err:
                 content = {"stat": [0, 0], "hash": f"unreadable: {err}"}
-            key = _job_key(content, model_id, outputs, pred, zarr)
+            key = _job_key(content, model_id, outputs, pred, zarr, ome_labels)
             if resume and _is_up_to_date(output_dir, record, key):
                 report["skipped"].append(name)
                 yield Progress(len(report["skipped"]), n, "batch", {"file": name, "status": "skipped"})
@@ -279,8 +296,8 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
             from .distributed import run_files as runner
         else:
             runner = _run_local
-        yield from runner(pred, todo, output_dir, {"outputs": outputs, "zarr": zarr, "block": block},
-                          client, status, status_path, report, n)
+        options = {"outputs": outputs, "zarr": zarr, "block": block, "ome_labels": ome_labels}
+        yield from runner(pred, todo, output_dir, options, client, status, status_path, report, n)
     return report
 
 
@@ -290,6 +307,7 @@ def record_result(report, status, status_path, name, content, key, result, error
         status[name] = {"status": "done", "key": key, "content": content,
                         "objects": result["objects"], "outputs": result["outputs"],
                         "settings": result.get("settings"),
+                        **({"ome_labels": result["ome_labels"]} if "ome_labels" in result else {}),
                         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     else:
         log.warning("batch: %s failed: %s", name, error)

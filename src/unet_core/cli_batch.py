@@ -30,7 +30,8 @@ def cmd_batch(args) -> int:
 
         client = make_client(args.scheduler, args.workers)
     gen = batch_iter(pred, args.input, args.output, pattern=args.pattern, outputs=outputs,
-                     resume=not args.no_resume, zarr=args.zarr, client=client, block=args.block)
+                     resume=not args.no_resume, zarr=args.zarr, client=client, block=args.block,
+                     ome_labels=not args.no_ome_labels)
     bar = tqdm(desc="batch", unit="file", file=sys.stderr, dynamic_ncols=True)
     try:
         while True:
@@ -113,6 +114,9 @@ def add_commands(sub) -> None:
     b.add_argument("--zarr", action="store_true",
                    help="write large images' outputs as zarr stores at any size")
     b.add_argument("--no-resume", action="store_true", help="redo files already done")
+    b.add_argument("--no-ome-labels", action="store_true",
+                   help="do not write the labels of OME-Zarr inputs into their own labels/nuclei "
+                        "(OME-NGFF label image, as OME-Zarr viewers expect)")
     b.add_argument("--block", type=int, help="block side in px for images larger than memory "
                                              "(default 2048; smaller blocks use less memory)")
     b.add_argument("--scheduler", metavar="local|ADDRESS",

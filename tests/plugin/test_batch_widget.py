@@ -91,3 +91,29 @@ def test_batch_uses_the_chosen_diameter_and_stain(batch, tmp_path, qtbot):
     settings = status["files"]["a.tif"]["settings"]
     assert settings["diameter"] == 40.0 and settings["stain"] == "brightfield"
     assert settings["scale"] == pytest.approx(22.66 / 40.0, rel=1e-3)
+
+
+def test_batch_on_a_local_dask_cluster(batch, folder, tmp_path, qtbot, notifications):
+    """"Run on: local dask cluster" spreads the files over worker processes and gives
+    the same files, labels and failure list as this machine."""
+    import numpy as np
+
+    batch.input_edit.set_path(folder)
+    assert batch.scheduler() is None                  # default: this machine
+    batch.output_edit.set_path(tmp_path / "here")
+    _run(qtbot, batch)
+    batch.scheduler_combo.setCurrentIndex(1)
+    assert batch.scheduler() == "local"
+    batch.output_edit.set_path(tmp_path / "cluster")
+    _run(qtbot, batch)
+    assert batch.counts_label.text() == "done 2  ·  skipped 0  ·  failed 1"
+    assert batch.failed_list.item(0).text().startswith("img1.tif: ")
+    for name in ("img0_labels.tif", "img2_labels.tif"):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "cluster" / name),
+                                      tifffile.imread(tmp_path / "here" / name))
+    assert not [n for n in notifications if n.severity == NotificationSeverity.ERROR]
+
+    batch.scheduler_combo.setEditText("tcp://127.0.0.1:1")    # nobody listens there
+    batch.output_edit.set_path(tmp_path / "nowhere")
+    _run(qtbot, batch)
+    assert "Cannot reach the dask scheduler" in batch.run_bar.status.text()
