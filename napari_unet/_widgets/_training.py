@@ -72,7 +72,8 @@ def plane_content_key(image: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
 
 
-def rectangles_mask(shapes, image, plane: tuple[int, ...], shape: tuple[int, int]) -> np.ndarray:
+def rectangles_mask(shapes, image, plane: tuple[int, ...], shape: tuple[int, int],
+                    offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Rasterize the shapes of a Shapes layer into a reviewed-region mask of ``image``.
 
     Rectangles and polygons are filled, ellipses drawn in their bounding box; lines and
@@ -87,6 +88,7 @@ def rectangles_mask(shapes, image, plane: tuple[int, ...], shape: tuple[int, int
     plane : tuple of int
         Index of the plane on the image's leading axes (see :func:`current_plane`).
     shape : (H, W)
+        Of the mask: the image's plane, or a box of it starting at ``offset`` (y, x).
 
     Returns
     -------
@@ -103,7 +105,7 @@ def rectangles_mask(shapes, image, plane: tuple[int, ...], shape: tuple[int, int
         if plane and pix.shape[1] > 2 and shapes.ndim > 2 and \
                 np.any(np.round(pix[:, :len(plane)].mean(axis=0)) != plane):
             continue
-        yx = pix[:, -2:]
+        yx = pix[:, -2:] - np.asarray(offset, float)
         if kind == "ellipse":
             (y0, x0), (y1, x1) = yx.min(axis=0), yx.max(axis=0)
             rr, cc = ellipse((y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) / 2, (x1 - x0) / 2, shape)
@@ -113,6 +115,29 @@ def rectangles_mask(shapes, image, plane: tuple[int, ...], shape: tuple[int, int
             rr, cc = polygon(yx[:, 0], yx[:, 1], shape)
         mask[rr, cc] = True
     return mask
+
+
+def shapes_box(shapes, image, plane: tuple[int, ...], shape: tuple[int, int],
+               margin: int = 64) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1): the pixels of ``image`` (plane ``plane``, ``shape`` (H, W))
+    that the region shapes cover, ``margin`` px of context around them, clipped; None
+    when no shape encloses any pixel.  A huge image is read in this box only."""
+    boxes = []
+    for verts, kind in zip(shapes.data, shapes.shape_type):
+        if kind not in ("rectangle", "polygon", "ellipse"):
+            continue
+        pix = np.array([image.world_to_data(shapes.data_to_world(v)) for v in np.asarray(verts, float)])
+        if plane and pix.shape[1] > 2 and shapes.ndim > 2 and \
+                np.any(np.round(pix[:, :len(plane)].mean(axis=0)) != plane):
+            continue
+        boxes.append(np.concatenate([pix[:, -2:].min(axis=0), pix[:, -2:].max(axis=0)]))
+    if not boxes:
+        return None
+    lo = np.floor(np.min(boxes, axis=0)[:2]).astype(int) - margin
+    hi = np.ceil(np.max(boxes, axis=0)[2:]).astype(int) + 1 + margin
+    y0, x0 = (int(v) for v in np.clip(lo, 0, shape))
+    y1, x1 = (int(v) for v in np.clip(hi, 0, shape))
+    return (y0, x0, y1, x1) if y1 > y0 and x1 > x0 else None
 
 
 def example_text(record: dict) -> str:

@@ -22,14 +22,27 @@ from qtpy.QtWidgets import (
 from unet_core import InputError, UNetError
 from unet_core.training.dataset import TrainingSet, example_id
 
-from ._common import layer_pixels
+from ._common import is_lazy, layer_pixels
 from ._controls import FolderEdit, fill_layer_combo
-from ._training import current_plane, default_training_dir, example_text, plane_content_key, rectangles_mask
+from ._training import (
+    current_plane,
+    default_training_dir,
+    example_text,
+    plane_content_key,
+    rectangles_mask,
+    shapes_box,
+)
 
 #: Region choices: (label, key).
 REGIONS = (("whole image", "whole"), ("rectangles of a Shapes layer", "shapes"))
 #: Layer metadata key that ties a layer opened from the training set to its example.
 EXAMPLE_KEY = "napari_unet_example"
+
+
+def _plane_of(data, plane: tuple[int, ...]):
+    """The (H, W[, C]) plane ``plane`` of layer data, not read yet (``data[()]`` would
+    read a whole zarr array)."""
+    return data[plane] if plane else data
 
 
 class CurateWidget(QWidget):
@@ -153,36 +166,50 @@ class CurateWidget(QWidget):
             raise InputError("Switch to the 2D view: a stack is added one plane at a time.")
         point = self.viewer.dims.point
         plane = current_plane(image, point)
-        img = np.asarray(layer_pixels(image)[plane])
+        img = _plane_of(layer_pixels(image), plane)           # lazy layers stay lazy here
         if labels.ndim == 2:
-            lab_plane, lab = (), np.asarray(layer_pixels(labels))
+            lab = _plane_of(layer_pixels(labels), ())
         elif labels.ndim == image.ndim:
-            lab_plane = current_plane(labels, point)
-            lab = np.asarray(layer_pixels(labels)[lab_plane])
+            lab = _plane_of(layer_pixels(labels), current_plane(labels, point))
         else:
             raise InputError(f"'{labels.name}' is {labels.ndim}D but '{image.name}' is "
                              f"{image.ndim}D; choose the labels of this image.")
-        if lab.shape != img.shape[:2]:
-            raise InputError(f"The labels '{labels.name}' {lab.shape} do not match the image "
-                             f"'{image.name}' {img.shape[:2]}; choose the labels of this image.")
-        if not lab.any():
-            raise InputError(f"'{labels.name}' has no objects on this plane: segment and "
-                             "correct the image first.")
-        mask = None
+        if tuple(lab.shape) != tuple(img.shape[:2]):
+            raise InputError(f"The labels '{labels.name}' {tuple(lab.shape)} do not match the "
+                             f"image '{image.name}' {tuple(img.shape[:2])}; choose the labels "
+                             "of this image.")
+        huge = is_lazy(img) or is_lazy(lab)
+        mask, box = None, None
         if self.region_mode() == "shapes":
             shapes = self._layer(self.shapes_combo, Shapes)
             if shapes is None:
                 raise InputError("Choose the Shapes layer of the reviewed region, or press "
                                  "'Add review-region layer' and draw rectangles on it.")
-            mask = rectangles_mask(shapes, image, plane, lab.shape)
+            if huge:     # read and keep only the reviewed part (and some context)
+                box = shapes_box(shapes, image, plane, tuple(lab.shape))
+                if box is not None:
+                    (y0, x0, y1, x1), offset = box, box[:2]
+                    img, lab = img[y0:y1, x0:x1], lab[y0:y1, x0:x1]
+            img, lab = np.asarray(img), np.asarray(lab)
+            mask = rectangles_mask(shapes, image, plane, lab.shape, offset if box else (0, 0))
             if not mask.any():
                 raise InputError(f"No reviewed region: draw rectangles on '{shapes.name}' "
                                  "around what you corrected.")
+        elif huge:
+            raise InputError(f"'{image.name}' is too large to add whole: press 'Add "
+                             "review-region layer' and draw rectangles around what you "
+                             "corrected; only those parts are read and added.")
+        img, lab = np.asarray(img), np.asarray(lab)
+        if not lab.any():
+            raise InputError(f"'{labels.name}' has no objects here: segment and correct the "
+                             "image first.")
         tied = image.metadata.get(EXAMPLE_KEY)
         if tied:       # an example opened from the set: adding it again replaces it
             return img, lab, mask, tied["source"], tied["region"]
         path = getattr(image.source, "path", None)
         region = {"plane": list(plane)} if plane else {}
+        if box is not None:
+            region["box"] = list(box)
         if not path:   # layers of the same name may hold different images
             region["content"] = plane_content_key(img)
         return img, lab, mask, str(path or image.name), region or None

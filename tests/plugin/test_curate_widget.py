@@ -135,3 +135,53 @@ def test_open_an_example_and_add_it_again(curate):
     widget.add_button.click()              # the opened example, corrected again: replaced
     assert len(TrainingSet(folder)) == 1
     assert widget.status.text().startswith("Replaced img")
+
+
+def test_region_of_a_huge_lazy_image_reads_that_region_only(make_napari_viewer, tmp_path,
+                                                             notifications):
+    """A zarr-backed image (as Segment shows large results): only the reviewed box (and
+    64 px of context) is read and added; adding it whole is refused with advice."""
+    import zarr
+
+    big = zarr.create_array(str(tmp_path / "big.zarr"), shape=(6000, 5000), dtype=np.uint16,
+                            chunks=(1000, 1000), fill_value=0)
+    labels = zarr.create_array(str(tmp_path / "big_labels.zarr"), shape=(6000, 5000),
+                               dtype=np.uint32, chunks=(1000, 1000), fill_value=0)
+    image, lab = synthetic_nuclei((256, 256), seed=5)
+    big[3000:3256, 1000:1256] = (image * 1000).astype(np.uint16)
+    labels[3000:3256, 1000:1256] = lab
+    reads = []
+
+    class Counting:                     # counts the pixels read from the image
+        def __init__(self, arr):
+            self.arr, self.shape, self.dtype, self.ndim = arr, arr.shape, arr.dtype, arr.ndim
+
+        def __getitem__(self, key):
+            out = self.arr[key]
+            reads.append(np.size(out))
+            return out
+
+        def __array__(self, dtype=None, copy=None):
+            raise AssertionError("the whole image was read")
+
+    viewer = make_napari_viewer()
+    viewer.add_image(Counting(big), name="big", multiscale=False,
+                     contrast_limits=(0, 1000))
+    viewer.add_labels(labels, name="big labels")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Curate")
+    widget.folder_edit.set_path(tmp_path / "set")
+    reads.clear()
+    widget.add_button.click()                      # whole image: refused
+    assert "too large to add whole" in _severity(notifications, NotificationSeverity.ERROR)[-1]
+
+    widget.new_region_button.click()
+    viewer.layers["big reviewed regions"].add_rectangles(
+        np.array([[3050, 1050], [3150, 1200]], float))
+    reads.clear()
+    widget.add_button.click()
+    [ex] = TrainingSet(tmp_path / "set").load()[0]
+    assert ex.image.shape == (229, 279)              # 101 x 151 reviewed + 64 px around
+    assert sum(reads) == 229 * 279                   # and nothing else was read
+    assert ex.record["region"]["box"] == [2986, 986, 3215, 1265]
+    np.testing.assert_array_equal(ex.labels, labels[2986:3215, 986:1265])
+    assert ex.mask[64:165, 64:215].all() and ex.mask.sum() == 101 * 151
