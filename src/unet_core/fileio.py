@@ -95,6 +95,26 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+#: Images read whole may need at most this fraction of the physical memory: their pixels
+#: and a few working copies (float32, probabilities) must fit beside everything else.
+MAX_WHOLE_FRACTION = 0.25
+
+
+def check_fits(path, shape, nbytes: int, windowed: bool = False) -> None:
+    """Refuse, before anything is allocated, an image whose header declares more than
+    this machine can read whole (a damaged header, e.g. a 270-byte TIFF declaring
+    200000 x 200000 px, or an image to be read by window instead).  Images that can be
+    read by window (tiled or striped TIFF, zarr) pass whatever their size."""
+    limit = memory_limit()
+    if windowed or limit is None or nbytes <= limit * MAX_WHOLE_FRACTION:
+        return
+    raise ImageFileError(
+        f"{path} declares an image of shape {tuple(int(s) for s in shape)} ({_gib(nbytes)}), "
+        f"more than this machine can read at once ({_gib(limit)} of memory); its header is "
+        "damaged, or the image must be saved so it can be read by window: a tiled (Big)TIFF "
+        "(tifffile.imwrite(..., tile=(512, 512))) or zarr.")
+
+
 def declared_nbytes(path: Path) -> tuple[tuple[int, ...], int] | None:
     """(shape, bytes) an image file declares in its header, without reading its pixels.
 
@@ -146,12 +166,9 @@ def read_image(path) -> np.ndarray:
     if suffix not in IMAGE_SUFFIXES:
         raise ImageFileError(f"{path}: unsupported file type {suffix!r}; use one of "
                              f"{', '.join(IMAGE_SUFFIXES)}.")
-    declared, limit = declared_nbytes(path), memory_limit()
-    if declared is not None and limit is not None and declared[1] > limit:
-        raise ImageFileError(
-            f"{path} declares an image of shape {declared[0]} ({_gib(declared[1])}), more than "
-            f"this machine's memory ({_gib(limit)}); its header is damaged, or the image must "
-            "be cut into parts (or converted to a tiled pyramid) before it can be read here.")
+    declared = declared_nbytes(path)
+    if declared is not None:
+        check_fits(path, *declared)
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile

@@ -18,12 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageFileError
+from .fileio import READ_ERRORS, check_fits
 
 #: Images up to this many pixels are read whole (cheaper than windows).
 SMALL_PIXELS = 2048 * 2048
-#: Refuse inputs whose pixels need more than this fraction of the physical memory when
-#: they cannot be read by window (PNG, JPEG, compressed whole-image TIFF strips).
-_MAX_WHOLE_FRACTION = 0.25
 #: Chunk side of the zarr stores we write (napari reads them by chunk).
 CHUNK = 1024
 
@@ -56,14 +54,6 @@ class LazyImage:
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape)) * np.dtype(self.data.dtype).itemsize
-
-
-def physical_memory() -> int:
-    """Bytes of physical memory (8 GB when unknown)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 def is_zarr_path(path) -> bool:
@@ -121,14 +111,14 @@ def _open_tiff(path: Path) -> LazyImage:
             page = tif.pages[0]
             raw = page.compression == 1
             windowed = page.is_tiled or page.rowsperstrip < page.imagelength or raw
-    except (ValueError, OSError, KeyError, IndexError, TypeError, RuntimeError) as err:
+    except READ_ERRORS as err:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid TIFF image "
                              f"({type(err).__name__}: {err}).") from None
     need = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if raw and path.stat().st_size < need:
         raise ImageFileError(f"{path} declares {' x '.join(map(str, shape))} px ({need:,} bytes) but "
                              f"holds {path.stat().st_size:,} bytes: it is truncated or corrupt.")
-    check_fits(path, shape, dtype, windowed)
+    check_fits(path, shape, need, windowed)
     if int(np.prod(shape)) <= SMALL_PIXELS:
         from .fileio import read_image
 
@@ -139,18 +129,6 @@ def _open_tiff(path: Path) -> LazyImage:
     except (ValueError, OSError, KeyError, TypeError) as err:
         raise ImageFileError(f"Cannot read {path} by window ({type(err).__name__}: {err}).") from None
     return LazyImage(data, path, (1.0,) * len(shape))
-
-
-def check_fits(path, shape, dtype, windowed: bool) -> None:
-    """Refuse, before allocating, an image that cannot be read by window and whose
-    pixels would not fit in memory (e.g. a tiny corrupt TIFF declaring 200000 px)."""
-    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    limit = physical_memory() * _MAX_WHOLE_FRACTION
-    if not windowed and need > limit:
-        raise ImageFileError(
-            f"{path} declares {' x '.join(map(str, shape))} px ({need / 2**30:.1f} GiB), more than "
-            f"this machine can read at once, and cannot be read by window. Save it as a tiled "
-            f"(Big)TIFF or zarr (e.g. tifffile.imwrite(..., tile=(512, 512))).")
 
 
 def open_image(path) -> LazyImage:
@@ -191,7 +169,7 @@ def _check_raster_header(path: Path) -> None:
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid image "
                              f"({type(err).__name__}: {err}).") from None
-    check_fits(path, (h, w, bands), np.uint8, windowed=False)
+    check_fits(path, (h, w, bands), h * w * bands)
 
 
 # -- writing ------------------------------------------------------------------------

@@ -148,5 +148,5 @@ def test_images_that_cannot_fit_are_refused_before_reading(tmp_path):
             tags = tif.pages[0].tags
             for name in ("ImageWidth", "ImageLength", "RowsPerStrip"):
                 tags[name].overwrite(200000)
-        with pytest.raises(ImageFileError, match="200000 x 200000"):
+        with pytest.raises(ImageFileError, match=r"declares (an image of shape \(200000, 200000\)|200000 x 200000 px)"):
             open_image(path)
