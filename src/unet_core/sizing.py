@@ -68,10 +68,8 @@ def parse_diameter(value):
 
 
 def _probe(pred, base, lo, hi, scale: float, side: int):
-    """Probabilities and labels of the probe windows (``side`` px of the image) of
-    ``base`` (H, W, C_in) at ``scale``: list of (prob (C, h, w), labels (h, w))."""
-    from .instances import probs_to_labels
-
+    """Probabilities of the probe windows (``side`` px of the image) of ``base``
+    (H, W, C_in) at ``scale``: list of prob (C, h, w)."""
     h, w = base.shape[:2]
 
     def score(win):
@@ -90,8 +88,16 @@ def _probe(pred, base, lo, hi, scale: float, side: int):
             y = pred._forward(grid.read(x, o)[None])[0]
             dst, src = grid.core_slices(o)
             prob[(slice(None),) + dst] = y[(slice(None),) + src]
-        out.append((prob, probs_to_labels(prob, **pred.instance_params)))
+        out.append(prob)
     return out
+
+
+def _labels(pred, probes):
+    """Instance labels of probe probabilities (only for the look that is measured: the
+    watershed costs as much as the network on these windows)."""
+    from .instances import probs_to_labels
+
+    return [probs_to_labels(prob, **pred.instance_params) for prob in probes]
 
 
 def estimate_diameter_iter(pred, base, lo, hi):
@@ -112,7 +118,7 @@ def estimate_diameter_iter(pred, base, lo, hi):
         if PROBE_SIDE * s < 64 and looks:
             break
         probes = _probe(pred, base, lo, hi, s, PROBE_SIDE)
-        seen = [distance_diameter(p[0] > fg_thr) for p, _ in probes]
+        seen = [distance_diameter(p[0] > fg_thr) for p in probes]
         seen = [d for d in seen if d]
         if seen:
             looks.append((abs(np.log(np.median(seen) / model_d)), s, float(np.median(seen)) / s, probes))
@@ -125,7 +131,7 @@ def estimate_diameter_iter(pred, base, lo, hi):
         scale = first_scale
     else:
         probes = _probe(pred, base, lo, hi, scale, int(PROBE_SIDE / scale))
-    diams = np.concatenate([equivalent_diameters(lab) for _, lab in probes])
+    diams = np.concatenate([equivalent_diameters(lab) for lab in _labels(pred, probes)])
     yield Progress(total, total, Stage.ESTIMATE)
     if diams.size == 0:
         return float(np.clip(guess, MIN_DIAMETER, MAX_DIAMETER))
