@@ -8,6 +8,7 @@ import copy
 import os
 import time
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,10 @@ class OnnxRuntimeEngine(_ExportedEngine):
         return self.session.run(None, {"x": x})[0]
 
 
+#: Compiled shapes an OpenVINO engine keeps (the most recently used).
+MAX_COMPILED = 2
+
+
 class OpenVinoEngine(_ExportedEngine):
     """OpenVINO on the CPU, in f32 or bf16 (its inference precision hint).
 
@@ -147,12 +152,23 @@ class OpenVinoEngine(_ExportedEngine):
             self.core.set_property({"CACHE_DIR": str(cache)})
         self.model = self.core.read_model(str(path))
         self.precision = precision
-        self._compiled: dict[tuple, object] = {}
+        self._compiled: OrderedDict[tuple, object] = OrderedDict()
 
     def compiled(self, shape: tuple):
-        """The model compiled for input ``shape`` (B, C, H, W)."""
+        """The model compiled for input ``shape`` (B, C, H, W).
+
+        Only the :data:`MAX_COMPILED` shapes used last are kept: each compiled model holds
+        its own activation buffers, and the blocks of a large image come in several
+        window shapes (corner, edge, interior), which would otherwise add up (the
+        peak memory of a 16384 px image grew by ~0.1 GB per shape).  A shape that
+        comes back is loaded again from the compile cache (a fraction of a second).
+        """
         shape = tuple(int(s) for s in shape)
-        if shape not in self._compiled:
+        if shape in self._compiled:
+            self._compiled.move_to_end(shape)
+        else:
+            while len(self._compiled) >= MAX_COMPILED:
+                self._compiled.popitem(last=False)
             model = self.model.clone()
             model.reshape({"x": list(shape)})
             threads = torch.get_num_threads()

@@ -200,3 +200,18 @@ def test_cli_backend_options(saved_model, tmp_path, capsys, monkeypatch):
     if not cpu_bf16():
         assert main(args + ["-o", str(tmp_path / "bf16"), "--precision", "bf16"]) == 2
         assert "error: bf16 on the CPU runs only on OpenVINO" in capsys.readouterr().err
+
+
+def test_openvino_keeps_only_the_last_compiled_shapes():
+    """Each compiled shape holds its own buffers: blocks of a large image come in
+    several window shapes, so only the last MAX_COMPILED stay; a shape that comes back
+    is compiled again and gives the same numbers."""
+    from unet_core.engines import MAX_COMPILED
+
+    net = lively_unet(depth=2, base_filters=4, out_channels=3)
+    pred = Predictor(net, device="cpu", backend="openvino", precision="f32")
+    ref = Predictor(net, device="cpu", backend="torch")
+    images = [make_example(k, size=s)[0].astype(np.float32) for k, s in enumerate((40, 72, 100, 40))]
+    for image in images:
+        np.testing.assert_allclose(pred.predict(image), ref.predict(image), atol=1e-4)
+        assert len(pred.engine._compiled) <= MAX_COMPILED
