@@ -65,9 +65,9 @@ def one_case(name, image, truth, base, seconds, lr, steps):
     res = run_to_end(finetune_iter(base, train, out, steps=steps, max_seconds=seconds, lr=lr,
                                    val_examples=val, batch_size=4, crop=192, val_every=100))
     took = time.perf_counter() - t
-    after = rest_score(load_model(res["model_dir"]), image, truth, rest)
-    return {"case": name, "seconds": round(took, 1), "steps": res["train"]["step"],
-            "before": before, "after": after, "val_before": res["before"], "val_after": res["after"]}
+    after = rest_score(load_model(res.model_dir), image, truth, rest)
+    return {"case": name, "seconds": round(took, 1), "steps": res.train.step,
+            "before": before, "after": after, "val_before": res.before, "val_after": res.after}
 
 
 def main(argv=None):

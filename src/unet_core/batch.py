@@ -27,10 +27,11 @@ import zlib
 from pathlib import Path
 from typing import Generator
 
+from .devices import DEFAULT_DEVICE
 from .errors import InputError, UNetError
 from .fileio import IMAGE_SUFFIXES, atomic_write, write_tiff
 from .measure import measure_objects, write_csv
-from .progress import Progress
+from .progress import Progress, Stage
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         except StopIteration as stop:
             result = stop.value
             break
-        yield Progress(0, 1, "file", {"file": src.name, "stage": p.stage, "fraction": p.fraction})
+        yield Progress(0, 1, Stage.FILE, {"file": src.name, "stage": p.stage, "fraction": p.fraction})
     if big:
         n, settings = result["objects"], result["settings"]
     else:
@@ -205,7 +206,7 @@ def _job_key(content: dict, model_id, outputs, pred, zarr, ome_labels=True) -> s
 
 
 def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None = None,
-               outputs=("labels", "csv"), device: str = "auto", resume: bool = True,
+               outputs=("labels", "csv"), device: str = DEFAULT_DEVICE, resume: bool = True,
                zarr: bool = False, client=None, block: int | None = None,
                ome_labels: bool = True) -> Generator[Progress, None, dict]:
     """Segment every image in a folder, yielding progress; resumable.
@@ -289,7 +290,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
             key = _job_key(content, model_id, outputs, pred, zarr, ome_labels)
             if resume and _is_up_to_date(output_dir, record, key):
                 report["skipped"].append(name)
-                yield Progress(len(report["skipped"]), n, "batch", {"file": name, "status": "skipped"})
+                yield Progress(len(report["skipped"]), n, Stage.BATCH, {"file": name, "status": "skipped"})
                 continue
             todo.append((src, name, stems[src], content, key))
         if client is not None:
@@ -354,8 +355,8 @@ def file_iter(pred, entry, output_dir, options, status, status_path, report, n, 
             except StopIteration as stop:
                 result = stop.value
                 break
-            yield Progress(count_files(report), n, "file", p.info)
+            yield Progress(count_files(report), n, Stage.FILE, p.info)
     except FILE_ERRORS as err:
         error = describe_failure(err)
     info = record_result(report, status, status_path, name, content, key, result, error)
-    yield Progress(count_files(report), n, "batch", info)
+    yield Progress(count_files(report), n, Stage.BATCH, info)

@@ -193,6 +193,18 @@ def add_scale_options(parser) -> None:
                              "brightfield (inverted) or he (hematoxylin by colour deconvolution)")
 
 
+def add_model_options(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    """--model (with ``model``) and --device, shared by the commands that run a network."""
+    from .devices import DEFAULT_DEVICE
+    from .modelio import DEFAULT_MODEL
+
+    if model:
+        parser.add_argument("--model", default=DEFAULT_MODEL,
+                            help=f"bundled/user model name or folder (default {DEFAULT_MODEL})")
+    parser.add_argument("--device", default=DEFAULT_DEVICE,
+                        help=f"auto, cpu, cuda, mps (default {DEFAULT_DEVICE})")
+
+
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     """--backend and --precision (Predictor's ``backend`` and ``precision``)."""
     from .backends import BACKENDS, PRECISIONS
@@ -216,8 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "ids) and, with --prob, <stem>_prob.tif (float32 C x H x W).")
     q.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF/PNG/JPEG images")
     q.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    q.add_argument("--model", default="nuclei", help="bundled/user model name or folder (default nuclei)")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
+    add_model_options(q)
     q.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
     q.add_argument("--halo", type=int, help="halo in px (default: exact, from the model)")
     q.add_argument("--preset", choices=["exact", "classic"], help="tiling preset")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .progress import Stage
+
 
 def _predictor(args):
     from .modelio import load_model
@@ -41,7 +43,7 @@ def cmd_batch(args) -> int:
                 report = stop.value
                 break
             bar.total = p.total
-            if p.stage == "batch":
+            if p.stage == Stage.BATCH:
                 bar.n = p.done
                 status = p.info["status"]
                 line = f"{p.info['file']}: {status}"
@@ -103,9 +105,8 @@ def add_commands(sub) -> None:
     b.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     b.add_argument("--pattern", help="glob of the inputs, e.g. '*.tif' or '**/*.png' "
                                      "(default: every image file and .zarr folder)")
-    b.add_argument("--model", default="nuclei", help="bundled/user model name or folder")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
-    from .cli import add_scale_options
+    from .cli import add_model_options, add_scale_options
+    add_model_options(b)
     add_scale_options(b)
     b.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
     b.add_argument("--tta", action="store_true", help="test-time augmentation (4x slower)")

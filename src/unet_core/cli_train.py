@@ -5,26 +5,39 @@ reported), 2 bad arguments, model or data (nothing trained).
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from .errors import InputError
+from .modelio import DEFAULT_MODEL
+from .progress import Stage
+from .training.config import FinetuneConfig, TrainConfig, positive_int
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def add_config_options(parser, config_cls, names, overrides: bool = False) -> None:
+    """Add the options of ``names`` (fields of a training config dataclass) to ``parser``.
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+    Flag, type, help and default come from the field: ``--batch-size`` for
+    ``batch_size``, ``--no-augment`` for a True default a flag turns off.  With
+    ``overrides`` the options default to None (not given: the config's own value).
+    """
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    for name in names:
+        f = by_name[name]
+        meta = f.metadata
+        if meta.get("flag"):
+            parser.add_argument(meta["flag"], dest=name, action="store_false", help=meta["help"])
+            continue
+        extra = {"type": meta["type"]} if meta.get("type") else {}
+        if meta.get("metavar"):
+            extra["metavar"] = meta["metavar"]
+        default = None if overrides else f.default
+        told = "overrides the config" if overrides else \
+            (f"default {f.default}" if f.default is not None else "")
+        parser.add_argument("--" + name.replace("_", "-"), default=default, **extra,
+                            help=f"{meta['help']} ({told})" if told else meta["help"])
 
 
 def _drive(gen, steps: int, quiet: bool = False):
@@ -36,7 +49,7 @@ def _drive(gen, steps: int, quiet: bool = False):
     with tqdm(total=steps, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
               disable=quiet or None) as bar:
         def show(p):
-            if p.stage == "train":
+            if p.stage == Stage.TRAIN:
                 bar.n = p.done
                 info = p.info or {}
                 post = {"loss": f"{info.get('loss', float('nan')):.4f}", "lr": f"{info.get('lr', 0):.2g}"}
@@ -79,10 +92,10 @@ def _fmt(metrics: dict) -> str:
     return f"dice {metrics['dice']:.3f}  AP50 {metrics['ap50']:.3f}  mAP {metrics['map']:.3f}"
 
 
-def _print_saved(result: dict) -> None:
-    t = result["train"]
-    loss = "n/a" if t["loss"] is None else f"{t['loss']:.4f}"
-    print(f"model saved to {result['model_dir']} ({t['step']} steps, stopped by {t['stopped_by']}, "
+def _print_saved(result) -> None:
+    t = result.train
+    loss = "n/a" if t.loss is None else f"{t.loss:.4f}"
+    print(f"model saved to {result.model_dir} ({t.step} steps, stopped by {t.stopped_by}, "
           f"final loss {loss})")
 
 
@@ -94,23 +107,20 @@ def cmd_finetune(args) -> int:
     if not examples:
         print("error: no usable training examples", file=sys.stderr)
         return 2
-    gen = finetune_iter(args.base, examples, args.output, steps=args.steps,
-                        max_seconds=args.max_seconds, lr=args.lr, seed=args.seed,
-                        batch_size=args.batch_size, crop=args.crop, val_fraction=args.val_fraction,
-                        checkpoint_every=args.checkpoint_every, val_every=args.val_every,
-                        resume=args.resume, overwrite=args.overwrite, name=args.name,
-                        device=args.device, augment=not args.no_augment)
-    result = _drive(gen, args.steps, args.quiet)
+    config = FinetuneConfig(**{k: getattr(args, k) for k in FinetuneConfig.names()})
+    gen = finetune_iter(args.base, examples, args.output, config, resume=args.resume,
+                        overwrite=args.overwrite, name=args.name)
+    result = _drive(gen, config.steps, args.quiet)
     _print_saved(result)
-    label = "held-back" if result["held_back"] else "training (none held back)"
-    print(f"{label} examples: {result['card']['metrics']['before'].get('n', 0)}")
-    print(f"  base ({args.base}): {_fmt(result['before'])}")
-    print(f"  new:  {_fmt(result['after'])}")
+    label = "held-back" if result.held_back else "training (none held back)"
+    print(f"{label} examples: {result.card['metrics']['before'].get('n', 0)}")
+    print(f"  base ({args.base}): {_fmt(result.before)}")
+    print(f"  new:  {_fmt(result.after)}")
     return 1 if problems else 0
 
 
 def cmd_train(args) -> int:
-    from .training.finetune import parse_config, train_from_scratch_iter
+    from .training.scratch import parse_config, train_from_scratch_iter
 
     try:
         config = json.loads(Path(args.config).read_text())
@@ -135,13 +145,13 @@ def cmd_train(args) -> int:
         print("error: no usable training examples", file=sys.stderr)
         return 2
     overrides = {"steps": args.steps, "max_seconds": args.max_seconds, "seed": args.seed}
-    steps = args.steps or parse_config(config)[1].get("steps", 1000)
+    steps = args.steps or TrainConfig.from_dict(parse_config(config)[1]).steps
     gen = train_from_scratch_iter(config, examples, args.output, resume=args.resume,
                                   overwrite=args.overwrite, device=args.device, init=args.init,
                                   **overrides)
     result = _drive(gen, steps, args.quiet)
     _print_saved(result)
-    print(f"validation: {_fmt(result['val'])}")
+    print(f"validation: {_fmt(result.val)}")
     return 1 if problems else 0
 
 
@@ -154,8 +164,9 @@ def _data_args(q) -> None:
     q.add_argument("--training-set", metavar="DIR", help="a napari-unet training-set folder instead "
                                                         "of --images/--labels")
     q.add_argument("-o", "--output", required=True, metavar="MODELDIR", help="new model folder")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
-    q.add_argument("--max-seconds", type=_positive_float, metavar="S", help="time budget")
+    from .cli import add_model_options
+
+    add_model_options(q, model=False)
     q.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint in MODELDIR")
     q.add_argument("--overwrite", action="store_true", help="replace a finished model in MODELDIR")
@@ -170,19 +181,10 @@ def add_commands(subparsers) -> None:
                     "model folder and compares the base and new model on held-back examples. "
                     "The base model is never changed.")
     _data_args(f)
-    f.add_argument("--base", default="nuclei", metavar="NAME|PATH", help="model to start from (default nuclei)")
-    f.add_argument("--steps", type=_positive_int, default=300, metavar="N", help="training steps (default 300)")
-    f.add_argument("--lr", type=_positive_float, default=1e-4, help="peak learning rate (default 1e-4)")
-    f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    f.add_argument("--batch-size", type=_positive_int, default=4, help="crops per step (default 4)")
-    f.add_argument("--crop", type=_positive_int, default=256, help="crop size in px (default 256)")
-    f.add_argument("--val-fraction", type=float, default=0.2,
-                   help="share of examples held back for the comparison (default 0.2)")
-    f.add_argument("--checkpoint-every", type=_positive_int, default=50, metavar="N",
-                   help="write a checkpoint every N steps (default 50)")
-    f.add_argument("--val-every", type=_positive_int, metavar="N", help="validate every N steps")
+    f.add_argument("--base", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                   help=f"model to start from (default {DEFAULT_MODEL})")
+    add_config_options(f, FinetuneConfig, [k for k in FinetuneConfig.names() if k != "device"])
     f.add_argument("--name", help="model name for the card (default: the folder name)")
-    f.add_argument("--no-augment", action="store_true", help="train without augmentation")
     f.set_defaults(func=cmd_finetune)
 
     t = subparsers.add_parser(
@@ -192,12 +194,11 @@ def add_commands(subparsers) -> None:
                     'parameters ({"training": {"steps": 2000, "lr": 0.001, "crop": 256, ...}}).')
     t.add_argument("--config", required=True, metavar="CONFIG.json")
     _data_args(t)
-    t.add_argument("--synthetic", type=_positive_int, metavar="N",
+    t.add_argument("--synthetic", type=positive_int, metavar="N",
                    help="train on N synthetic nuclei images instead of folders")
-    t.add_argument("--synthetic-size", type=_positive_int, default=256, metavar="PX",
+    t.add_argument("--synthetic-size", type=positive_int, default=256, metavar="PX",
                    help="side of the synthetic images (default 256)")
-    t.add_argument("--steps", type=_positive_int, metavar="N", help="training steps (overrides the config)")
-    t.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    add_config_options(t, TrainConfig, ("steps", "seed", "max_seconds"), overrides=True)
     t.add_argument("--init", metavar="NAME|PATH",
                    help="start from this model's weights (same architecture) instead of random ones")
     t.set_defaults(func=cmd_train)

@@ -7,8 +7,11 @@ import torch
 
 from .errors import InputError
 
+#: Where the engine runs unless told otherwise: the GPU when there is one, else the CPU.
+DEFAULT_DEVICE = "auto"
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+
+def resolve_device(device: str | torch.device = DEFAULT_DEVICE) -> torch.device:
     """"auto" picks CUDA, then Apple MPS, then the CPU; others must be available."""
     name = str(device).lower()
     if name == "auto":

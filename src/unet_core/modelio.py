@@ -21,6 +21,7 @@ import torch
 from .errors import ModelFileError
 from .fileio import atomic_write
 from .model import UNet, UNetConfig
+from .normalize import DEFAULT_NORMALIZATION
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"
@@ -59,7 +60,7 @@ class Model:
 
     @property
     def normalization(self) -> dict:
-        return self.card.get("normalization", {"low": 1.0, "high": 99.8})
+        return self.card.get("normalization", dict(DEFAULT_NORMALIZATION))
 
     @property
     def diameter(self) -> float | None:
@@ -118,7 +119,7 @@ def make_card(
         "description": description,
         "architecture": "unet",
         "config": config.to_dict(),
-        "normalization": normalization or {"low": 1.0, "high": 99.8, "per_channel": True},
+        "normalization": normalization or dict(DEFAULT_NORMALIZATION, per_channel=True),
         "outputs": list(outputs)[: config.out_channels],
         "instances": instances or {},
         **size,

@@ -8,9 +8,18 @@ import numpy as np
 # Percentiles of huge images are taken on a regular subsample of about this many
 # pixels: the same answer to a fraction of a grey level, at a fraction of the cost.
 _MAX_SAMPLE = 4_000_000
+#: Percentiles mapped to 0 and 1 unless a model card says otherwise.
+LOW, HIGH = 1.0, 99.8
+DEFAULT_NORMALIZATION = {"low": LOW, "high": HIGH}
 
 
-def percentile_range(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> tuple[np.ndarray, np.ndarray]:
+def percentiles(norm: dict | None) -> tuple[float, float]:
+    """(low, high) percentiles of a card's ``normalization`` (the defaults where unset)."""
+    norm = norm or {}
+    return norm.get("low", LOW), norm.get("high", HIGH)
+
+
+def percentile_range(image: np.ndarray, low: float = LOW, high: float = HIGH) -> tuple[np.ndarray, np.ndarray]:
     """Low and high percentiles of each channel.
 
     Parameters
@@ -61,7 +70,7 @@ def apply_range(tile: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=10.0, neginf=-10.0).clip(-10.0, 10.0, out=None)
 
 
-def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+def normalize(image: np.ndarray, low: float = LOW, high: float = HIGH) -> np.ndarray:
     """Percentile-normalize an (H, W, C) image to float32 (H, W, C)."""
     lo, hi = percentile_range(image, low, high)
     return apply_range(image, lo, hi)

@@ -12,15 +12,17 @@ import torch
 from . import backends
 from .devices import memory_budget, resolve_device
 from .errors import InputError
+from .image_settings import SettingsMixin
 from .inputs import arrange_planes, as_planes
 from .instances import labels_to_grid, probs_to_labels
 from .modelio import Model, load_model
-from .normalize import apply_range, percentile_range
+from .normalize import apply_range, percentile_range, percentiles
+from .predictor_engine import EngineMixin
 from .progress import Progress, Stage, run_to_end
-from .resample import Resampled, resample, resampled_shape
-from .scale import MAX_SCALE, MIN_SCALE, ImageSettings, Prepared, content_box, crop, overview
-from .sizing import estimate_diameter_iter, parse_diameter
-from .stain import Stain, detect_stain, parse_stain, white_level
+from .resample import resample, resampled_shape
+from .scale import ImageSettings, content_box, crop
+from .sizing import parse_diameter
+from .stain import parse_stain
 from .tiling import CLASSIC, plan_grid
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ PRESETS = {"exact": {"tile": None, "halo": None, "border": None}, "classic": CLA
 _BYTES_PER_PX_PER_FILTER = 30
 
 
-class Predictor:
+class Predictor(SettingsMixin, EngineMixin):
     """A model on a device, turning images into probabilities and instance labels.
 
     Parameters
@@ -130,26 +132,6 @@ class Predictor:
             self._engine.update(zip(("engine", "info"), backends.make_engine(
                 self.net, self.device, backend, precision)))
 
-    @property
-    def backend(self) -> str:
-        """What runs the network: "torch", "openvino" or "onnxruntime"."""
-        return self._engine["info"]["backend"]
-
-    @property
-    def precision(self) -> str:
-        """"f32", "bf16" or (CUDA) "amp"."""
-        return self._engine["info"]["precision"]
-
-    @property
-    def engine(self):
-        """The :mod:`~unet_core.backends` engine, or None before the first image."""
-        return self._engine["engine"]
-
-    @property
-    def engine_info(self) -> dict:
-        """What making the engine cost (:func:`~unet_core.backends.make_engine`)."""
-        return self._engine["info"]
-
     def with_options(self, diameter=None, stain=None) -> Predictor:
         """A Predictor sharing this one's network and device, with another ``diameter``
         and/or ``stain`` (None keeps this one's)."""
@@ -176,69 +158,6 @@ class Predictor:
         by_memory = self._budget // (th * tw * self._bpp)
         by_speed = (1 << 20) // (th * tw) if self.device.type == "cpu" else 8
         return int(max(1, min(8, len(grid), by_memory, by_speed)))
-
-    # -- per-image settings --------------------------------------------------------
-    def settings_for(self, image) -> ImageSettings:
-        """Stain, normalization and nucleus size for ``image``, decided once.
-
-        ``image`` is (H, W), (H, W, C) or a stack (then its middle plane decides);
-        numpy, dask or zarr (large images are read on a strided overview and a few
-        windows only).  Pass the result to :meth:`predict` / :meth:`segment` of any
-        block or copy of the same image to treat them all alike.
-        """
-        return run_to_end(self.settings_iter(image))
-
-    def settings_iter(self, image) -> Generator[Progress, None, ImageSettings]:
-        """Generator form of :meth:`settings_for` (yields while estimating the size)."""
-        planes, _ = arrange_planes(image)
-        return (yield from self._settings_iter(planes[planes.shape[0] // 2]))
-
-    def _settings_iter(self, plane):
-        norm = self.model.normalization
-        if self.model.config.in_channels != 1:
-            stain, white = Stain.FLUORESCENCE.value, 1.0
-        else:
-            ov = overview(plane)
-            stain = detect_stain(ov) if self.stain == "auto" else self.stain
-            white = white_level(ov) if stain == Stain.HE else 1.0
-        base = self._stained(plane, stain, white)
-        lo, hi = percentile_range(base, norm.get("low", 1.0), norm.get("high", 99.8))
-        model_d = self.model.diameter
-        diameter, estimated = None, False
-        if self.diameter == "auto" and model_d:
-            diameter = yield from estimate_diameter_iter(self, base, lo, hi)
-            estimated = diameter is not None
-        elif isinstance(self.diameter, float):
-            diameter = self.diameter
-            if not model_d:
-                log.warning("model %s records no nucleus diameter: the image is used at its "
-                            "own scale", self.model.name)
-        scale = 1.0
-        if diameter and model_d:
-            scale = float(np.clip(model_d / diameter, MIN_SCALE, MAX_SCALE))
-            lo_d, hi_d = self.model.diameter_range
-            if estimated and lo_d <= diameter <= hi_d:
-                # the network works over a range of sizes, and resampling changes the
-                # pixel noise it learnt to read: within its range, the image stays as is
-                scale = 1.0
-        return ImageSettings(diameter, scale, stain, lo, hi, white, estimated)
-
-    def _stained(self, plane, stain, white):
-        """The plane as the network's channels see it, before normalization."""
-        cin = self.model.config.in_channels
-        if stain == Stain.FLUORESCENCE and plane.shape[-1] == cin:
-            return plane
-        if cin != 1:
-            return as_planes(plane, cin)[0][0]
-        return Prepared(plane, stain, white)
-
-    def model_view(self, plane, settings: ImageSettings):
-        """A raw plane (H, W, C) at the network's scale and stain: a lazy (h, w, C_in)
-        view (or the plane itself when nothing changes)."""
-        base = self._stained(plane, settings.stain, settings.white)
-        if settings.scale == 1.0:
-            return base
-        return Resampled(base, resampled_shape(plane.shape[:2], settings.scale))
 
     # -- probabilities -------------------------------------------------------------
     def predict_iter(self, image, out=None, settings=None) -> Generator[Progress, None, np.ndarray]:
@@ -301,8 +220,7 @@ class Predictor:
         for k in range(z):
             s, sub = settings, crop(planes[k], boxes[k])
             if per_plane and k != z // 2:
-                lo, hi = percentile_range(self._stained(sub, s.stain, s.white),
-                                          norm.get("low", 1.0), norm.get("high", 99.8))
+                lo, hi = percentile_range(self._stained(sub, s.stain, s.white), *percentiles(norm))
                 s = dataclasses.replace(s, low=lo, high=hi)
             view = self.model_view(sub, s)
             grid = grids[shapes[k]]
@@ -322,32 +240,6 @@ class Predictor:
                 yield Progress(done, total, Stage.PREDICT, {"plane": k, "tiles": len(origins)})
             results.append((k, None if direct else target, s, boxes[k]))
         return results
-
-    def prepare_iter(self, shape=None) -> Generator[Progress, None, dict]:
-        """Make the engine once (export and load for the fast backends, or fall back to
-        PyTorch with a :class:`~unet_core.backends.BackendWarning`) and compile it for
-        the (B, C, th, tw) batch ``shape``, yielding Progress of stage "compile" whose
-        info says what it cost.  Returns :attr:`engine_info`."""
-        if self.engine is None:
-            yield Progress(0, 1, Stage.COMPILE, dict(self.engine_info))
-            engine, info = backends.make_engine(self.net, self.device, self.backend,
-                                                self.precision, shape)
-            self._engine.update(engine=engine, info=info)
-            log.info("%s ready in %.2f s", backends.describe(self.backend, self.precision),
-                     info["seconds"])
-            yield Progress(1, 1, Stage.COMPILE, dict(info))
-        elif shape is not None and not self.engine.is_compiled(shape):
-            yield Progress(0, 1, Stage.COMPILE, dict(self.engine_info))
-            seconds = self.engine.compile(shape)
-            self.engine_info["seconds"] = self.engine_info.get("seconds", 0.0) + seconds
-            yield Progress(1, 1, Stage.COMPILE, dict(self.engine_info))
-        return self.engine_info
-
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        """(B, th, tw, C) float32 -> sigmoid probabilities (B, C_out, th, tw) float32."""
-        if self.engine is None:
-            run_to_end(self.prepare_iter())
-        return self.engine(x.transpose(0, 3, 1, 2), self.tta)
 
     def predict(self, image, out=None, settings=None) -> np.ndarray:
         """Probabilities float32 (C, H, W) (or (Z, C, H, W) for stacks) for any input."""

@@ -16,12 +16,22 @@ T = TypeVar("T")
 
 
 class Stage(str, Enum):
-    """Stages of the Predictor's long work (equal to their plain string values)."""
+    """Stages of long work (equal to their plain string values): the one list of them;
+    what a user reads for each is the widgets' one table keyed by these."""
 
+    LOAD = "load"            # loading a model (or starting the process that does)
     COMPILE = "compile"      # a fast backend's one-off export and compile
     ESTIMATE = "estimate"    # deciding stain, normalization and nucleus size
     PREDICT = "predict"      # tiles through the network
     INSTANCES = "instances"  # probabilities to instance labels
+    MEASURE = "measure"      # per-object measurements of a block-wise result
+    WRITE = "write"          # writing a large result block by block
+    PYRAMID = "pyramid"      # the smaller levels of a large result, for display
+    FILE = "file"            # one file of a batch, in progress
+    BATCH = "batch"          # a file of a batch finished (done, skipped or failed)
+    VALIDATE_BASE = "validate-base"   # scoring the model a fine-tuning starts from
+    TRAIN = "train"          # one optimisation step
+    VALIDATE = "validate"    # scoring the network being trained
 
     def __str__(self) -> str:
         return self.value

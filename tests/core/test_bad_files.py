@@ -196,4 +196,4 @@ def test_training_labels_with_huge_ids_train_without_renumbering_by_hand(saved_m
     assert len(np.unique(uint32_ids(beyond))) == len(np.unique(labels))
     result = finetune(str(saved_model), [(image, huge), (image, beyond)], tmp_path / "m", steps=1,
                       crop=64, batch_size=1, val_fraction=0.0, device="cpu")
-    assert result["train"]["step"] == 1
+    assert result.train.step == 1

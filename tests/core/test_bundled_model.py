@@ -21,7 +21,7 @@ def test_bundled_model_card_matches_its_committed_recipe():
     import json
     from pathlib import Path
 
-    from unet_core.training.finetune import parse_config
+    from unet_core.training.scratch import parse_config
 
     config = Path(__file__).resolve().parents[2] / "weights" / "nuclei.train.json"
     if not config.exists():

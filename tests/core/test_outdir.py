@@ -108,4 +108,4 @@ def test_two_fine_tunes_into_one_folder(saved_model, training_set, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     result = finetune(str(saved_model), training_set, out, steps=3, crop=64, batch_size=1, resume=True)
-    assert load_model(result["model_dir"]).card["training"]["resumed_from"] >= 2
+    assert load_model(result.model_dir).card["training"]["resumed_from"] >= 2

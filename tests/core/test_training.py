@@ -135,7 +135,7 @@ def test_training_reduces_loss_on_a_trivial_task():
     assert [p.done for p in seen] == list(range(1, 41)) and seen[0].total == 40
     assert all(np.isfinite(losses)) and "lr" in seen[0].info
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
-    assert result["step"] == 40 and result["stopped_by"] == "steps"
+    assert result.step == 40 and result.stopped_by == "steps"
 
 
 def test_validation_and_time_budget():
@@ -145,10 +145,10 @@ def test_validation_and_time_budget():
     t0 = time.monotonic()
     seen, result = steps_of(gen)
     assert time.monotonic() - t0 < 15
-    assert result["stopped_by"] == "time" and 0 < result["step"] < 10**6
+    assert result.stopped_by == "time" and 0 < result.step < 10**6
     vals = [p.info["val"] for p in seen if "val" in p.info]
     assert vals and set(vals[0]) >= {"dice", "ap50"} and 0 <= vals[0]["dice"] <= 1
-    assert result["val"] is not None
+    assert result.val is not None
 
 
 def test_stopping_mid_run_leaves_a_loadable_checkpoint_and_resume_is_exact(tmp_path):
@@ -165,7 +165,7 @@ def test_stopping_mid_run_leaves_a_loadable_checkpoint_and_resume_is_exact(tmp_p
     assert load_model(last).config == TINY
     # resuming on a fresh network continues at step 5 and repeats the reference exactly
     seen, result = steps_of(train_iter(tiny_net(99), examples, checkpoint_dir=ck, resume=True, **kw))
-    assert [p.done for p in seen] == [5, 6, 7, 8] and result["start_step"] == 4
+    assert [p.done for p in seen] == [5, 6, 7, 8] and result.start_step == 4
     np.testing.assert_allclose([p.info["loss"] for p in seen], [p.info["loss"] for p in ref[4:]],
                                rtol=1e-4)
     assert latest_checkpoint(ck).name == "step-0000008"
@@ -179,7 +179,7 @@ def test_weight_averaging_is_the_mean_of_snapshots_and_survives_a_resume(tmp_pat
     net = tiny_net()
     _, result = steps_of(train_iter(net, examples, checkpoint_dir=tmp_path / "ref",
                                     keep_checkpoints=20, **kw))
-    assert result["averaged"] == 3  # steps 4, 6 and 8
+    assert result.averaged == 3  # steps 4, 6 and 8
     snaps = [load_model(tmp_path / "ref" / f"step-{s:07d}").net.state_dict() for s in (4, 6, 8)]
     for key, value in net.state_dict().items():
         np.testing.assert_allclose(value.numpy(), np.mean([s[key].numpy() for s in snaps], axis=0),
@@ -191,7 +191,7 @@ def test_weight_averaging_is_the_mean_of_snapshots_and_survives_a_resume(tmp_pat
     steps_of(train_iter(tiny_net(), examples, checkpoint_dir=ck, **kw), stop_after=5)
     again = tiny_net(7)
     _, resumed = steps_of(train_iter(again, examples, checkpoint_dir=ck, resume=True, **kw))
-    assert resumed["start_step"] == 5 and resumed["averaged"] == 3
+    assert resumed.start_step == 5 and resumed.averaged == 3
     for key, value in net.state_dict().items():
         np.testing.assert_allclose(again.state_dict()[key].numpy(), value.numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(InputError, match="average_from"):
@@ -218,7 +218,7 @@ def test_finetune_makes_a_new_model_with_its_own_card(base_model, tmp_path):
     out = tmp_path / "new"
     result = finetune(base_model, ts, out, steps=3, val_fraction=0.34, **FAST)
     assert tree_hash(base_model) == before
-    assert result["model_dir"] == out.resolve() and not (out / "checkpoints").exists()
+    assert result.model_dir == out.resolve() and not (out / "checkpoints").exists()
     model = load_model(out)
     card = model.card
     assert card["parent"] == "tiny-base"
@@ -236,7 +236,7 @@ def test_train_from_scratch(tmp_path):
               "name": "scratch"}
     result = train_from_scratch(config, [make_example(i) for i in range(2)], tmp_path / "m",
                                 seed=1, batch_size=1)
-    model = load_model(result["model_dir"])
+    model = load_model(result.model_dir)
     assert model.config.base_filters == 4 and model.card["training"]["steps"] == 2
     assert model.name == "scratch"
     with pytest.raises(InputError, match="Unknown keys"):
@@ -355,8 +355,8 @@ def test_finetune_never_ends_below_its_base(tmp_path):
     base = save_model(net, tmp_path / "good", make_card(TINY, "good"))
     result = finetune(base, examples[:3], tmp_path / "ft", steps=4, lr=5.0, val_examples=examples[3:],
                       val_every=2, batch_size=2, crop=64, seed=0)
-    assert result["before"]["dice"] > 0.5  # a base worth keeping
-    assert (result["after"]["ap50"], result["after"]["dice"]) >= (result["before"]["ap50"],
-                                                                   result["before"]["dice"])
-    card = load_model(result["model_dir"]).card
-    assert card["metrics"]["after"] == result["after"] and "kept_step" in card["training"]
+    assert result.before["dice"] > 0.5  # a base worth keeping
+    assert (result.after["ap50"], result.after["dice"]) >= (result.before["ap50"],
+                                                        result.before["dice"])
+    card = load_model(result.model_dir).card
+    assert card["metrics"]["after"] == result.after and "kept_step" in card["training"]

@@ -1,4 +1,4 @@
-"""Fine-tuning a model on corrected examples, and training one from scratch.
+"""Fine-tuning a model on corrected examples (training from scratch: :mod:`.scratch`).
 
 Both write a new model folder (weights + card) and never touch the base model's
 folder or the bundled weights.  Checkpoints go to ``<out_dir>/checkpoints`` while
@@ -12,30 +12,23 @@ import datetime as _dt
 import logging
 import os
 from collections.abc import Generator
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import InputError
-from ..model import UNet, UNetConfig
-from ..modelio import Model, load_model, make_card, save_model, user_model_dir
-from ..progress import Progress, run_to_end
+from ..modelio import DEFAULT_MODEL, Model, load_model, make_card, save_model
+from ..progress import Progress, Stage, run_to_end
 from .checkpoint import discard_dir
+from .config import FinetuneConfig
 from .dataset import TrainingSet, as_example
-from .outdir import CHECKPOINTS, check_out_dir, new_sibling, out_dir_lock, replace_dir
-from .scaling import to_model_scale, training_diameter
+from .outdir import CHECKPOINTS, check_out_dir, new_model_dir, new_sibling, out_dir_lock, replace_dir
+from .results import FinetuneResult
+from .scaling import to_model_scale
 from .train import train_iter
 from .validate import evaluate_iter
 
 log = logging.getLogger(__name__)
-
-# Keys of a training config (JSON) that go to train_iter.
-TRAIN_KEYS = ("steps", "max_seconds", "lr", "batch_size", "crop", "seed", "checkpoint_every",
-              "val_every", "schedule", "min_lr_fraction", "restart_period", "warmup",
-              "weight_decay", "augment", "reviewed_fraction", "average_from", "average_every")
-
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -99,13 +92,10 @@ def _finish(net, out: Path, card: dict, keep_checkpoints: bool) -> Path:
     return out
 
 
-def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
-                  max_seconds: float | None = None, lr: float = 1e-4, val_fraction: float = 0.2,
-                  val_examples=None, seed: int = 0, batch_size: int = 4, crop: int = 256,
-                  checkpoint_every: int = 50, val_every: int | None = None, resume=False,
-                  overwrite: bool = False, name: str | None = None, description: str = "",
-                  device="cpu", augment=True, keep_checkpoints: bool = False
-                  ) -> Generator[Progress, None, dict]:
+def finetune_iter(base=DEFAULT_MODEL, examples=(), out_dir=None, config: FinetuneConfig | None = None,
+                  *, val_examples=None, resume=False, overwrite: bool = False,
+                  name: str | None = None, description: str = "", keep_checkpoints: bool = False,
+                  **overrides) -> Generator[Progress, None, FinetuneResult]:
     """Fine-tune ``base`` on corrected examples into a new model folder.
 
     Parameters
@@ -114,12 +104,13 @@ def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
         Model name (bundled / user), folder, or a loaded Model.  Never modified.
     examples : sequence of Example or (image, labels[, mask]), TrainingSet, or folder
     out_dir : path, optional
-        New model folder (default: ``<user_model_dir>/<base>-ft-<date>``).
-    steps, max_seconds, lr, seed, batch_size, crop, checkpoint_every, val_every, augment
-        See :func:`unet_core.training.train.train_iter`.
-    val_fraction : float
-        Share of examples held back to compare the base and new model (ignored when
-        ``val_examples`` are given).
+        New model folder (default: :func:`~.outdir.new_model_dir` of the base).
+    config : FinetuneConfig, optional
+        Steps, learning rate, crops, held-back share, device ...; keyword ``overrides``
+        (its field names: ``steps=``, ``lr=`` ...) replace some.
+    val_examples : sequence, optional
+        Examples to compare the base and new model on (instead of holding back
+        ``config.val_fraction`` of ``examples``).
     resume : bool
         Continue from the last checkpoint in ``<out_dir>/checkpoints``.
     overwrite : bool
@@ -132,27 +123,19 @@ def finetune_iter(base="nuclei", examples=(), out_dir=None, *, steps: int = 300,
 
     Returns
     -------
-    dict
-        ``model_dir`` (Path), ``before`` and ``after`` (mean dice / ap50 / map on the
-        held-back examples), ``held_back``, ``train`` (the train_iter result without
-        its history), ``problems`` (examples that could not be read), ``card``.
+    FinetuneResult
     """
+    cfg = (config or FinetuneConfig()).replace(**overrides)
     model = base if isinstance(base, Model) else load_model(base)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    with out_dir_lock(out_dir or user_model_dir() / f"{model.name}-ft-{stamp}", model.path) as out:
+    with out_dir_lock(out_dir or new_model_dir(model.name), model.path) as out:
         return (yield from _finetune_locked(
-            model, examples, out, steps=steps, max_seconds=max_seconds, lr=lr,
-            val_fraction=val_fraction, val_examples=val_examples, seed=seed, batch_size=batch_size,
-            crop=crop, checkpoint_every=checkpoint_every, val_every=val_every, resume=resume,
-            overwrite=overwrite, name=name, description=description, device=device,
-            augment=augment, keep_checkpoints=keep_checkpoints))
+            model, examples, out, cfg, val_examples=val_examples, resume=resume,
+            overwrite=overwrite, name=name, description=description,
+            keep_checkpoints=keep_checkpoints))
 
 
-def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fraction, val_examples,
-                     seed, batch_size, crop, checkpoint_every, val_every, resume, overwrite, name,
-                     description, device, augment, keep_checkpoints):
-    """:func:`finetune_iter` once the output folder's lock is held."""
-    out = check_out_dir(out, model.path, resume=resume, overwrite=overwrite)
+def _split(examples, val_examples, val_fraction: float, seed: int):
+    """(examples, problems) read, then (train, val, held_back) split."""
     examples, problems = _examples(examples)
     if val_examples is not None:
         train, val, held = examples, [as_example(e, i) for i, e in enumerate(val_examples)], True
@@ -161,13 +144,21 @@ def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fracti
     if not train:
         raise InputError("There are no usable training examples"
                          + (f" ({len(problems)} could not be read)." if problems else "."))
+    return train, val, held, problems
+
+
+def _finetune_locked(model, examples, out, cfg: FinetuneConfig, *, val_examples, resume,
+                     overwrite, name, description, keep_checkpoints):
+    """:func:`finetune_iter` once the output folder's lock is held."""
+    out = check_out_dir(out, model.path, resume=resume, overwrite=overwrite)
+    train, val, held, problems = _split(examples, val_examples, cfg.val_fraction, cfg.seed)
     # the examples as the network will see them at prediction: its stain and size
     from ..predict import Predictor
 
     viewer = Predictor(model, device="cpu", backend="torch")
     train = [to_model_scale(e, viewer) for e in train]
     val = [to_model_scale(e, viewer) for e in val]
-    before = yield from evaluate_iter(model, val, device, stage="validate-base")
+    before = yield from evaluate_iter(model, val, cfg.device, stage=Stage.VALIDATE_BASE)
     net = copy.deepcopy(model.net)
     card = make_card(net.config, name or out.name, normalization=model.normalization,
                      instances=model.card.get("instances"), parent=model.name,
@@ -175,11 +166,9 @@ def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fracti
                      diameter=model.diameter)
     if model.card.get("diameter_range"):
         card["diameter_range"] = model.card["diameter_range"]
-    gen = train_iter(
-        net, train, val, steps=steps, max_seconds=max_seconds, lr=lr, batch_size=batch_size,
-        crop=crop, seed=seed, checkpoint_dir=out / CHECKPOINTS, checkpoint_every=checkpoint_every,
-        val_every=val_every, resume=resume, augment=augment, normalization=model.normalization,
-        card=card, device=device)
+    gen = train_iter(net, train, val, cfg.train_config(), checkpoint_dir=out / CHECKPOINTS,
+                     resume=resume, normalization=model.normalization, card=card,
+                     device=cfg.device)
     # Keep the best weights seen on the held-back examples, the base model's included,
     # so a fine-tune never scores below its base there.
     best = {"score": _score(before), "step": 0, "state": None} if val else None
@@ -189,15 +178,15 @@ def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fracti
         except StopIteration as stop:
             result = stop.value
             break
-        if best is not None and p.stage == "train" and (p.info or {}).get("val") \
+        if best is not None and p.stage == Stage.TRAIN and (p.info or {}).get("val") \
                 and _score(p.info["val"]) > best["score"]:
             best.update(score=_score(p.info["val"]), step=p.done,
                         state={k: v.detach().clone() for k, v in net.state_dict().items()})
         yield p
-    after = result["val"]
+    after = result.val
     if after is None and val:
-        after = yield from evaluate_iter(Model(net=net, card=card), val, device)
-    kept = result["step"]
+        after = yield from evaluate_iter(Model(net=net, card=card), val, cfg.device)
+    kept = result.step
     if best is not None and after is not None and _score(after) < best["score"]:
         if best["state"] is None:
             net.load_state_dict(model.net.state_dict())
@@ -205,137 +194,27 @@ def _finetune_locked(model, examples, out, *, steps, max_seconds, lr, val_fracti
         else:
             net.load_state_dict(best["state"])
             kept = best["step"]
-            after = yield from evaluate_iter(Model(net=net, card=card), val, device)
+            after = yield from evaluate_iter(Model(net=net, card=card), val, cfg.device)
         log.info("kept the weights of step %d (best on the held-back examples)", kept)
-    train_info = {k: v for k, v in result.items() if k != "history"}
     card["training"] = {
         "mode": "finetune", "date": _now(), "parent": model.name,
         "parent_sha256": model.card.get("sha256"),
         "parent_path": str(Path(model.path).resolve()) if model.path else None,
         "examples": _summary(train), "val_examples": _summary(val), "held_back": held,
-        "steps": result["step"], "resumed_from": result["start_step"] if resume else None,
-        "stopped_by": result["stopped_by"], "kept_step": kept, "lr": lr, "seed": seed,
-        "batch_size": batch_size, "crop": crop, "seconds": round(result["seconds"], 1),
-        "final_loss": result["loss"],
+        "steps": result.step, "resumed_from": result.start_step if resume else None,
+        "stopped_by": result.stopped_by, "kept_step": kept, "lr": cfg.lr, "seed": cfg.seed,
+        "batch_size": cfg.batch_size, "crop": cfg.crop, "seconds": round(result.seconds, 1),
+        "final_loss": result.loss,
     }
     card["metrics"] = {"before": before, "after": after or {}, "held_back": held}
     _finish(net, out, card, keep_checkpoints)
-    return {"model_dir": out, "before": before, "after": after or {}, "held_back": held,
-            "train": train_info, "problems": problems, "card": card}
+    return FinetuneResult(out, before, after or {}, held, result.without_history(), problems, card)
 
 
-def finetune(*args, **kwargs) -> dict:
+def finetune(*args, **kwargs) -> FinetuneResult:
     """:func:`finetune_iter` run to the end."""
     return run_to_end(finetune_iter(*args, **kwargs))
 
 
-def parse_config(config: dict) -> tuple[UNetConfig, dict, dict]:
-    """Split a training config into (UNetConfig, train parameters, the rest).
 
-    Accepted forms: ``{"model": {UNetConfig fields}, "training": {...}, "normalization":
-    {...}, "name": ..., "description": ..., "val_fraction": ...}``, or one flat dict
-    mixing UNetConfig fields and training parameters.
-    """
-    if not isinstance(config, dict):
-        raise InputError("A training config must be a JSON object (a dict).")
-    config = dict(config)
-    arch_keys = {f.name for f in fields(UNetConfig)}
-    arch = dict(config.pop("model", {}) or {})
-    train = dict(config.pop("training", {}) or {})
-    for key in list(config):
-        if key in arch_keys:
-            arch[key] = config.pop(key)
-        elif key in TRAIN_KEYS:
-            train[key] = config.pop(key)
-    rest_keys = {"name", "description", "normalization", "val_fraction", "instances"}
-    unknown = sorted(set(config) - rest_keys) + sorted(set(train) - set(TRAIN_KEYS))
-    if unknown:
-        raise InputError(f"Unknown keys in the training config: {unknown}. Architecture keys: "
-                         f"{sorted(arch_keys)}; training keys: {list(TRAIN_KEYS)}.")
-    try:
-        cfg = UNetConfig.from_dict(arch)
-    except (ValueError, TypeError) as err:
-        raise InputError(f"Invalid model configuration: {err}") from None
-    return cfg, train, config
-
-
-def train_from_scratch_iter(config_dict: dict, examples, out_dir, *, val_examples=None,
-                            resume=False, overwrite: bool = False, device="cpu", init=None,
-                            **overrides) -> Generator[Progress, None, dict]:
-    """Train a new U-Net from a config into ``out_dir``.
-
-    Parameters
-    ----------
-    config_dict : dict
-        See :func:`parse_config`; ``overrides`` (e.g. ``steps=``, ``seed=``,
-        ``max_seconds=``) replace its training parameters.
-    examples, val_examples, resume, overwrite, device
-        As in :func:`finetune_iter`.
-    init : str, path or Model, optional
-        Start from this model's weights instead of a random initialization (a staged
-        recipe).  Its architecture must be the config's; it is never modified, and the
-        card records its name and hash.
-
-    Returns
-    -------
-    dict
-        ``model_dir``, ``val`` (metrics on held-back examples), ``train``, ``problems``, ``card``.
-    """
-    cfg, params, rest = parse_config(config_dict)
-    bad = sorted(set(overrides) - set(TRAIN_KEYS))
-    if bad:
-        raise InputError(f"Unknown training parameters {bad}; use {list(TRAIN_KEYS)}.")
-    params.update({k: v for k, v in overrides.items() if v is not None})
-    with out_dir_lock(out_dir) as out:
-        return (yield from _scratch_locked(cfg, params, rest, examples, out, val_examples=val_examples,
-                                           resume=resume, overwrite=overwrite, device=device,
-                                           init=init))
-
-
-def _scratch_locked(cfg, params, rest, examples, out, *, val_examples, resume, overwrite, device, init):
-    """:func:`train_from_scratch_iter` once the output folder's lock is held."""
-    out = check_out_dir(out, resume=resume, overwrite=overwrite)
-    examples, problems = _examples(examples)
-    seed = int(params.setdefault("seed", 0))
-    if val_examples is not None:
-        train, val, held = examples, [as_example(e, i) for i, e in enumerate(val_examples)], True
-    else:
-        train, val, held = split_examples(examples, float(rest.get("val_fraction", 0.2)), seed)
-    if not train:
-        raise InputError("There are no usable training examples"
-                         + (f" ({len(problems)} could not be read)." if problems else "."))
-    torch.manual_seed(seed)
-    net = UNet(cfg)
-    start = None
-    if init is not None:
-        start = init if isinstance(init, Model) else load_model(init)
-        if start.config != cfg:
-            raise InputError(f"The model to start from ({start.name}) has another architecture "
-                             f"than the config: {start.config.to_dict()} vs {cfg.to_dict()}.")
-        net.load_state_dict(start.net.state_dict())
-    card = make_card(cfg, rest.get("name") or out.name, normalization=rest.get("normalization"),
-                     instances=rest.get("instances"),
-                     description=rest.get("description") or f"U-Net trained on {len(train)} examples",
-                     diameter=training_diameter(train))
-    result = yield from train_iter(net, train, val, checkpoint_dir=out / CHECKPOINTS, resume=resume,
-                                   card=card, device=device, **params)
-    card["training"] = {"mode": "scratch", "date": _now(), "examples": _summary(train),
-                        "val_examples": _summary(val), "held_back": held, "steps": result["step"],
-                        "stopped_by": result["stopped_by"], "seconds": round(result["seconds"], 1),
-                        "final_loss": result["loss"], "params": params}
-    if start is not None:
-        card["training"]["init"] = {"name": start.name, "sha256": start.card.get("sha256"),
-                                    "training": start.card.get("training")}
-    card["metrics"] = {"val": result["val"] or {}, "held_back": held}
-    _finish(net, out, card, keep_checkpoints=False)
-    return {"model_dir": out, "val": result["val"] or {}, "held_back": held, "problems": problems,
-            "train": {k: v for k, v in result.items() if k != "history"}, "card": card}
-
-
-def train_from_scratch(*args, **kwargs) -> dict:
-    """:func:`train_from_scratch_iter` run to the end."""
-    return run_to_end(train_from_scratch_iter(*args, **kwargs))
-
-
-__all__ = ["check_out_dir", "finetune", "finetune_iter", "parse_config",
-           "split_examples", "train_from_scratch", "train_from_scratch_iter"]
+__all__ = ["check_out_dir", "finetune", "finetune_iter", "split_examples"]

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -160,3 +162,38 @@ def replace_dir(new: Path, out: Path) -> None:
 def new_sibling(out: Path) -> Path:
     """A fresh hidden folder beside ``out`` to build its replacement in."""
     return out.parent / f".{out.name}.new-{uuid.uuid4().hex[:8]}"
+
+
+def new_model_dir(base, root=None) -> Path:
+    """A fresh folder ``<root>/<base>-ft-<timestamp>`` for a model fine-tuned from ``base``.
+
+    ``base`` is a model name or folder; ``root`` defaults to the per-user model folder.
+    A ``-ft-<timestamp>`` ending of the base's name is dropped first, so a model tuned
+    twice is ``nuclei-ft-<new stamp>``, not ``nuclei-ft-<old>-ft-<new>`` (the card's
+    ``parent`` keeps the lineage); a folder that exists gets a ``-2``, ``-3`` ... ending.
+    """
+    root = Path(root) if root is not None else user_model_dir()
+    name = re.sub(r"-ft-\d{8}-\d{6}(-\d+)?$", "", Path(str(base)).name) or "model"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, k = root / f"{name}-ft-{stamp}", 1
+    while out.exists():
+        k += 1
+        out = root / f"{name}-ft-{stamp}-{k}"
+    return out
+
+
+def finished_model(out_dir) -> bool:
+    """Whether ``out_dir`` holds a complete model (its card is written last)."""
+    return out_dir is not None and (Path(out_dir) / CARD_NAME).is_file()
+
+
+def discard_unfinished(out_dir) -> bool:
+    """Delete what a cancelled or failed training left in ``out_dir`` (checkpoints, no
+    model); returns whether it did.  A finished model, or a folder holding anything
+    that is not ours, is left alone."""
+    if out_dir is None or not Path(out_dir).is_dir() or finished_model(out_dir):
+        return False
+    if _foreign(Path(out_dir)):
+        return False
+    discard_dir(out_dir)
+    return True

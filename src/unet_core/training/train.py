@@ -1,4 +1,7 @@
-"""The training loop: a generator that trains a U-Net step by step and can stop at any yield.
+"""The training loop, in small steps: a :class:`Trainer` whose :meth:`~Trainer.train_step`
+takes one optimisation step, :meth:`~Trainer.validate` scores the network,
+:meth:`~Trainer.save_checkpoint` writes a checkpoint, and :meth:`~Trainer.run_training`
+(behind :func:`train_iter`) strings them into a generator that can stop at any yield.
 
 Each step draws a batch of random crops (centred mostly on reviewed pixels),
 augments them, derives the foreground / boundary targets from the instance labels,
@@ -9,7 +12,6 @@ alone, so a resumed run continues exactly where it left off.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -22,39 +24,18 @@ from ..errors import InputError
 from ..inputs import as_planes
 from ..instances import labels_to_targets
 from ..modelio import Model, make_card
-from ..normalize import normalize
-from ..progress import Progress
+from ..normalize import DEFAULT_NORMALIZATION, normalize, percentiles
+from ..progress import Progress, Stage
 from .augment import AugmentConfig, reviewed_points, scaled_crop
 from .augment import augment as augment_crop
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import DEFAULT_DEVICE, SCHEDULES, TrainConfig, lr_at
 from .dataset import Example, as_example
 from .loss import masked_bce_dice_loss
+from .results import TrainResult
 from .validate import evaluate_iter
 
 log = logging.getLogger(__name__)
-
-SCHEDULES = ("cosine", "restarts", "constant")
-
-
-def lr_at(step: int, steps: int, lr: float, schedule: str = "cosine", min_lr_fraction: float = 0.01,
-          restart_period: int | None = None, warmup: int = 0) -> float:
-    """Learning rate of the step with 0-based index ``step``.
-
-    "cosine" anneals from ``lr`` to ``lr * min_lr_fraction`` over ``steps``;
-    "restarts" does the same over every ``restart_period`` steps (default a third
-    of the run); "constant" keeps ``lr``.  The first ``warmup`` steps ramp up linearly.
-    """
-    if warmup and step < warmup:
-        return lr * (step + 1) / warmup
-    if schedule == "constant":
-        return lr
-    if schedule == "restarts":
-        period = max(1, restart_period or steps // 3)
-        t = (step % period) / period
-    else:
-        t = step / max(steps - 1, 1)
-    return lr * (min_lr_fraction + (1 - min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
-
 
 def _prepare(examples: Sequence[Example], in_channels: int, norm: dict) -> list[tuple]:
     """Normalize every example once: (image float32 (H, W, C), labels, mask, centre points)."""
@@ -64,7 +45,7 @@ def _prepare(examples: Sequence[Example], in_channels: int, norm: dict) -> list[
         if stack:
             raise InputError(f"Training example {ex.id} is a stack {ex.image.shape}; "
                              "train on single planes (H, W) or (H, W, C).")
-        img = normalize(np.asarray(planes[0]), norm.get("low", 1.0), norm.get("high", 99.8))
+        img = normalize(np.asarray(planes[0]), *percentiles(norm))
         out.append((img, ex.labels, ex.mask, reviewed_points(ex.mask)))
     return out
 
@@ -83,7 +64,8 @@ def _batch(data, p, batch_size, crop, rng, aug, reviewed_fraction, out_channels)
     return tuple(torch.from_numpy(np.ascontiguousarray(np.stack(a), np.float32)) for a in (xs, ys, ms))
 
 
-def _check_args(net, steps, batch_size, crop, schedule, train):
+def _check_args(net, cfg: TrainConfig, train) -> None:
+    steps, batch_size, crop, schedule = cfg.steps, cfg.batch_size, cfg.crop, cfg.schedule
     if not train:
         raise InputError("There are no training examples. Add corrected regions to the training "
                          "set (or give image and label folders) first.")
@@ -96,178 +78,218 @@ def _check_args(net, steps, batch_size, crop, schedule, train):
     if net.config.out_channels > 3:
         raise InputError(f"Training builds 3 target maps (foreground, boundary, centre); the "
                          f"network has {net.config.out_channels} outputs.")
+    if cfg.average_from is not None and (int(cfg.average_from) < 1 or int(cfg.average_every) < 1):
+        raise InputError(f"average_from and average_every must be >= 1, got {cfg.average_from} "
+                         f"and {cfg.average_every}.")
 
 
-def train_iter(net, train_examples, val_examples=(), *, steps: int = 1000,
-               max_seconds: float | None = None, lr: float = 1e-3, batch_size: int = 4,
-               crop: int = 128, seed: int = 0, checkpoint_dir=None, checkpoint_every: int = 100,
-               val_every: int | None = None, resume=False, schedule: str = "cosine",
-               min_lr_fraction: float = 0.01, restart_period: int | None = None, warmup: int = 0,
-               weight_decay: float = 0.0, augment=True, reviewed_fraction: float = 0.9,
-               normalization: dict | None = None, card: dict | None = None, device="cpu",
-               keep_checkpoints: int = 2, average_from: int | None = None,
-               average_every: int = 250) -> Generator[Progress, None, dict]:
-    """Train ``net`` in place; yield progress after every step.
+
+
+class Trainer:
+    """A U-Net being trained, one step at a time (nnU-Net's ``train_step`` /
+    ``run_training`` shape).
+
+    Building it prepares the examples, the optimizer and the random generators (and
+    resumes from a checkpoint when asked); :meth:`train_step` takes one optimisation
+    step, :meth:`validate` scores the network, :meth:`save_checkpoint` writes one, and
+    :meth:`run_training` does all of it as a generator.  A run driven step by step
+    and an uninterrupted one take the same steps with the same random numbers.
 
     Parameters
     ----------
     net : UNet
-        Trained in place (left in eval mode when the generator ends or is closed).
+        Trained in place.
     train_examples, val_examples : sequence of Example or (image, labels[, mask])
         Images (H, W) or (H, W, C) of any dtype, labels uint (H, W), masks bool (H, W).
-    steps : int
-        Total optimizer steps (a resumed run counts the steps already done).
-    max_seconds : float, optional
-        Time budget of this call; training stops (with a checkpoint) when it is spent.
-    lr, batch_size, crop, seed
-        Peak learning rate, crops per step, crop side (rounded up to the network's
-        alignment), seed of torch and of the numpy sampling / augmentation RNG.
+    config : TrainConfig, optional
+        The run's settings; keyword ``overrides`` (its field names) replace some.
     checkpoint_dir : path, optional
-        Where checkpoints go (see :mod:`.checkpoint`), every ``checkpoint_every``
-        steps and at the end.
-    val_every : int, optional
-        Validate every so many steps (and at the end) when there are val examples;
-        default: at the end only.
+        Where checkpoints go (see :mod:`.checkpoint`), every ``config.checkpoint_every``
+        steps and at the end; ``keep_checkpoints`` of them are kept.
     resume : bool or path
         True: continue from the latest checkpoint in ``checkpoint_dir`` (if any);
         a path: from that checkpoint folder.
-    schedule, min_lr_fraction, restart_period, warmup
-        Learning-rate schedule (see :func:`lr_at`).
-    augment : bool, dict or AugmentConfig
-    reviewed_fraction : float
-        Share of crops centred on a reviewed pixel (the rest are uniform).
     normalization : dict, optional
-        Percentiles ``{"low", "high"}``; default from ``card`` or 1 / 99.8.
+        Percentiles ``{"low", "high"}``; default from ``card`` or the usual ones.
     card : dict, optional
         Model card written with checkpoints and used for validation.
-    average_from, average_every : int, optional
-        Weight averaging: from step ``average_from`` on, every ``average_every`` steps,
-        the weights join a running mean, and when training ends the network takes that
-        mean (the last validation is of the mean).  Averaging the snapshots of the
-        decaying-learning-rate tail gives steadier, better-generalizing weights than
-        the last snapshot alone.  Checkpoints keep the raw weights and the mean, so a
-        resumed run averages exactly as an uninterrupted one.
+    device : str
+    """
 
-    Yields
-    ------
-    Progress
-        ``Progress(step, steps, "train", {"loss", "lr", "bce", "dice"[, "val"]})`` after each
-        step; ``Progress(i, n, "validate")`` while validating.  Stop by closing the generator.
+    def __init__(self, net, train_examples, val_examples=(), config: TrainConfig | None = None, *,
+                 checkpoint_dir=None, resume=False, normalization: dict | None = None,
+                 card: dict | None = None, device=DEFAULT_DEVICE, keep_checkpoints: int = 2,
+                 **overrides):
+        cfg = self.config = (config or TrainConfig()).replace(**overrides)
+        self.train = [as_example(e, i) for i, e in enumerate(train_examples)]
+        self.val = [as_example(e, i) for i, e in enumerate(val_examples or ())]
+        _check_args(net, cfg, self.train)
+        if resume is True and checkpoint_dir is None:
+            raise InputError("resume needs a checkpoint_dir to resume from.")
+        self.net, self.device = net, resolve_device(device)
+        self.checkpoint_dir, self.keep_checkpoints = checkpoint_dir, keep_checkpoints
+        align = net.config.alignment
+        self.crop = -(-int(cfg.crop) // align) * align
+        norm = dict(normalization or (card or {}).get("normalization") or DEFAULT_NORMALIZATION)
+        self.card = dict(card or make_card(net.config, "training", normalization=norm))
+        self.card["normalization"] = norm
+        self.aug = AugmentConfig.from_value(cfg.augment)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.data = _prepare(self.train, net.config.in_channels, norm)
+        weight = np.array([float(m.sum()) for _, _, m, _ in self.data])
+        self.p = weight / weight.sum() if weight.sum() > 0 else None
+        net.to(self.device).train()
+        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = self.start_step = 0
+        self.history: list[dict] = []
+        self.avg: dict = {}
+        self.averaged, self._elapsed_before, self.checkpoint = 0, 0.0, None
+        if resume:
+            self._resume(Path(resume) if resume is not True else latest_checkpoint(checkpoint_dir))
+        self._t0 = time.monotonic()
+        self._saved_step = self.step if self.checkpoint is not None else None
+        self.last_val = next((rec["val"] for rec in reversed(self.history) if rec.get("val")), None)
+
+    def _resume(self, path: Path | None) -> None:
+        if path is None:
+            log.info("no checkpoint in %s; starting from step 0", self.checkpoint_dir)
+            return
+        extra: dict = {}
+        doc = load_checkpoint(path, self.net, self.opt, self.rng, extra=extra)
+        self.avg = {k.removeprefix("avg."): v.to(self.device) for k, v in extra.items()
+                    if k.startswith("avg.")}
+        self.averaged = int(doc.get("averaged", 0)) if self.avg else 0
+        self.step = self.start_step = int(doc["step"])
+        self.history = list(doc.get("history", []))
+        self._elapsed_before = float(doc.get("seconds", 0.0))
+        self.checkpoint = path
+        log.info("resuming from %s (step %d)", path, self.step)
+
+    @property
+    def seconds(self) -> float:
+        """Training time so far, earlier runs of a resumed one included."""
+        return self._elapsed_before + time.monotonic() - self._t0
+
+    def train_step(self) -> dict:
+        """Take one optimisation step; returns its record (also added to ``history``):
+        ``step``, ``loss``, ``lr``, ``bce``, ``dice``."""
+        cfg, net = self.config, self.net
+        cur_lr = lr_at(self.step, cfg.steps, cfg.lr, cfg.schedule, cfg.min_lr_fraction,
+                       cfg.restart_period, cfg.warmup)
+        for g in self.opt.param_groups:
+            g["lr"] = cur_lr
+        x, y, m = (t.to(self.device) for t in _batch(
+            self.data, self.p, cfg.batch_size, self.crop, self.rng, self.aug,
+            cfg.reviewed_fraction, net.config.out_channels))
+        net.train()
+        loss, parts = masked_bce_dice_loss(net(x), y, m, return_parts=True)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        if cfg.average_from is not None and self.step >= cfg.average_from \
+                and (self.step - cfg.average_from) % cfg.average_every == 0:
+            self._add_to_average()
+        rec = {"step": self.step, "loss": float(loss.detach()), "lr": cur_lr, **parts}
+        self.history.append(rec)
+        return rec
+
+    def _add_to_average(self) -> None:
+        self.averaged += 1
+        with torch.no_grad():
+            for k, v in self.net.state_dict().items():
+                if k in self.avg and v.is_floating_point():
+                    self.avg[k] += (v.detach() - self.avg[k]) / self.averaged
+                else:  # the first snapshot, and counters (the latest value)
+                    self.avg[k] = v.detach().clone()
+
+    def validate(self) -> Generator[Progress, None, dict]:
+        """Score the network on the val examples (yields "validate" progress); returns
+        the mean scores, also kept as ``last_val``."""
+        self.last_val = yield from evaluate_iter(Model(net=self.net, card=self.card), self.val,
+                                                 self.device)
+        return self.last_val
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the step reached (raw weights, optimizer, random
+        generators, the running mean) into ``checkpoint_dir``."""
+        cfg = self.config
+        params = {"lr": cfg.lr, "batch_size": cfg.batch_size, "crop": self.crop, "seed": cfg.seed,
+                  "schedule": cfg.schedule, "augment": self.aug is not None,
+                  "weight_decay": cfg.weight_decay, "average_from": cfg.average_from,
+                  "average_every": cfg.average_every}
+        state = {"steps": cfg.steps, "seconds": self.seconds, "history": self.history[-1000:],
+                 "train": params, "averaged": self.averaged}
+        card = dict(self.card, training={**self.card.get("training", {}),
+                                         "checkpoint_step": self.step})
+        self.checkpoint = save_checkpoint(
+            self.checkpoint_dir, self.step, self.net, self.opt, self.rng, state, card,
+            self.keep_checkpoints, extra_tensors={f"avg.{k}": v for k, v in self.avg.items()})
+        self._saved_step = self.step
+        return self.checkpoint
+
+    def _due(self, every: int | None) -> bool:
+        return bool(every) and (self.step % every == 0 or self.step == self.config.steps)
+
+    def run_training(self) -> Generator[Progress, None, TrainResult]:
+        """Train to ``config.steps`` (or the time budget), validating and checkpointing
+        on the way; yields ``Progress(step, steps, Stage.TRAIN, record)`` after each step
+        (``record`` has ``val`` when it validated) and "validate" progress while
+        validating.  Stop by closing the generator; the network is left in eval mode."""
+        cfg, stopped_by = self.config, "steps"
+        try:
+            while self.step < cfg.steps:
+                if cfg.max_seconds is not None and time.monotonic() - self._t0 >= cfg.max_seconds:
+                    stopped_by = "time"
+                    break
+                rec = self.train_step()
+                if self.val and self._due(cfg.val_every):
+                    rec["val"] = yield from self.validate()
+                if self.checkpoint_dir is not None and cfg.checkpoint_every \
+                        and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                yield Progress(self.step, cfg.steps, Stage.TRAIN, dict(rec))
+            if self.checkpoint_dir is not None and self._saved_step != self.step:
+                self.save_checkpoint()  # the raw weights (and the mean), to resume from
+            if self.averaged:
+                self.net.load_state_dict(self.avg)
+                log.info("final weights: the mean of %d snapshots from step %d", self.averaged,
+                         cfg.average_from)
+            if self.val and self.step > self.start_step and (
+                    self.averaged or not self.history or "val" not in self.history[-1]):
+                self.history[-1]["val"] = yield from self.validate()
+        finally:
+            self.net.eval()
+        return self.result(stopped_by)
+
+    def result(self, stopped_by: str = "steps") -> TrainResult:
+        """Where the training stands, as a :class:`TrainResult`."""
+        return TrainResult(
+            step=self.step, start_step=self.start_step, steps=self.config.steps,
+            stopped_by=stopped_by, loss=self.history[-1]["loss"] if self.history else None,
+            val=self.last_val, history=self.history, seconds=self.seconds,
+            checkpoint=str(self.checkpoint) if self.checkpoint else None, averaged=self.averaged)
+
+
+def train_iter(net, train_examples, val_examples=(), config: TrainConfig | None = None,
+               **options) -> Generator[Progress, None, TrainResult]:
+    """Train ``net`` in place; yield progress after every step (see :class:`Trainer`).
+
+    ``options`` are :class:`Trainer`'s keyword arguments (``checkpoint_dir``,
+    ``resume``, ``normalization``, ``card``, ``device``, ``keep_checkpoints``) and
+    :class:`~.config.TrainConfig` fields (``steps=``, ``lr=`` ...) that replace the
+    ``config``'s.
+
+    Averaging (``average_from`` / ``average_every``): from that step on, every so many
+    steps, the weights join a running mean, and when training ends the network takes
+    that mean (the last validation is of the mean).  Averaging the snapshots of the
+    decaying-learning-rate tail gives steadier, better-generalizing weights than the
+    last snapshot alone.  Checkpoints keep the raw weights and the mean, so a resumed
+    run averages exactly as an uninterrupted one.
 
     Returns
     -------
-    dict
-        ``step``, ``start_step``, ``steps``, ``stopped_by`` ("steps" | "time"), ``loss``,
-        ``val`` (last validation), ``history`` (per-step records), ``seconds``, ``checkpoint``,
-        ``averaged`` (how many snapshots the final weights average; 0 without averaging).
+    TrainResult
     """
-    train = [as_example(e, i) for i, e in enumerate(train_examples)]
-    val = [as_example(e, i) for i, e in enumerate(val_examples or ())]
-    _check_args(net, steps, batch_size, crop, schedule, train)
-    if resume and checkpoint_dir is None and resume is True:
-        raise InputError("resume needs a checkpoint_dir to resume from.")
-    dev = resolve_device(device)
-    align = net.config.alignment
-    crop = -(-int(crop) // align) * align
-    norm = dict(normalization or (card or {}).get("normalization") or {"low": 1.0, "high": 99.8})
-    card = dict(card or make_card(net.config, "training", normalization=norm))
-    card["normalization"] = norm
-    aug = AugmentConfig.from_value(augment)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    data = _prepare(train, net.config.in_channels, norm)
-    weight = np.array([float(m.sum()) for _, _, m, _ in data])
-    p = weight / weight.sum() if weight.sum() > 0 else None
-    net.to(dev).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    start, history, elapsed_before, ckpt_path = 0, [], 0.0, None
-    if average_from is not None and (int(average_from) < 1 or int(average_every) < 1):
-        raise InputError(f"average_from and average_every must be >= 1, got {average_from} "
-                         f"and {average_every}.")
-    avg: dict = {}
-    averaged = 0
-    if resume:
-        ckpt_path = Path(resume) if resume is not True else latest_checkpoint(checkpoint_dir)
-        if ckpt_path is None:
-            log.info("no checkpoint in %s; starting from step 0", checkpoint_dir)
-        else:
-            extra: dict = {}
-            doc = load_checkpoint(ckpt_path, net, opt, rng, extra=extra)
-            avg = {k.removeprefix("avg."): v.to(dev) for k, v in extra.items() if k.startswith("avg.")}
-            averaged = int(doc.get("averaged", 0)) if avg else 0
-            start, history = int(doc["step"]), list(doc.get("history", []))
-            elapsed_before = float(doc.get("seconds", 0.0))
-            log.info("resuming from %s (step %d)", ckpt_path, start)
-    params = {"lr": lr, "batch_size": batch_size, "crop": crop, "seed": seed, "schedule": schedule,
-              "augment": aug is not None, "weight_decay": weight_decay,
-              "average_from": average_from, "average_every": average_every}
-    t0 = time.monotonic()
-    saved_step = start if ckpt_path is not None else None
-
-    def checkpoint(step):
-        state = {"steps": steps, "seconds": elapsed_before + time.monotonic() - t0,
-                 "history": history[-1000:], "train": params, "averaged": averaged}
-        ck_card = dict(card, training={**card.get("training", {}), "checkpoint_step": step})
-        return save_checkpoint(checkpoint_dir, step, net, opt, rng, state, ck_card, keep_checkpoints,
-                               extra_tensors={f"avg.{k}": v for k, v in avg.items()})
-
-    def add_to_average():
-        nonlocal averaged
-        averaged += 1
-        with torch.no_grad():
-            for k, v in net.state_dict().items():
-                if k in avg and v.is_floating_point():
-                    avg[k] += (v.detach() - avg[k]) / averaged
-                else:  # the first snapshot, and counters (the latest value)
-                    avg[k] = v.detach().clone()
-
-    def validate():
-        return (yield from evaluate_iter(Model(net=net, card=card), val, dev))
-
-    step, stopped_by, last_val = start, "steps", None
-    for rec in reversed(history):
-        if rec.get("val"):
-            last_val = rec["val"]
-            break
-    try:
-        while step < steps:
-            if max_seconds is not None and time.monotonic() - t0 >= max_seconds:
-                stopped_by = "time"
-                break
-            cur_lr = lr_at(step, steps, lr, schedule, min_lr_fraction, restart_period, warmup)
-            for g in opt.param_groups:
-                g["lr"] = cur_lr
-            x, y, m = (t.to(dev) for t in _batch(data, p, batch_size, crop, rng, aug,
-                                                   reviewed_fraction, net.config.out_channels))
-            net.train()
-            loss, parts = masked_bce_dice_loss(net(x), y, m, return_parts=True)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if average_from is not None and step >= average_from \
-                    and (step - average_from) % average_every == 0:
-                add_to_average()
-            rec = {"step": step, "loss": float(loss.detach()), "lr": cur_lr, **parts}
-            if val and val_every and (step % val_every == 0 or step == steps):
-                last_val = yield from validate()
-                rec["val"] = last_val
-            history.append(rec)
-            if checkpoint_dir is not None and checkpoint_every and step % checkpoint_every == 0:
-                ckpt_path, saved_step = checkpoint(step), step
-            yield Progress(step, steps, "train", dict(rec))
-        if checkpoint_dir is not None and saved_step != step:
-            ckpt_path = checkpoint(step)  # the raw weights (and the mean), to resume from
-        if averaged:
-            net.load_state_dict(avg)
-            log.info("final weights: the mean of %d snapshots from step %d", averaged, average_from)
-        if val and step > start and (averaged or not history or "val" not in history[-1]):
-            last_val = yield from validate()
-            history[-1]["val"] = last_val
-    finally:
-        net.eval()
-    loss = history[-1]["loss"] if history else None
-    return {"step": step, "start_step": start, "steps": steps, "stopped_by": stopped_by,
-            "loss": loss, "val": last_val, "history": history,
-            "seconds": elapsed_before + time.monotonic() - t0,
-            "checkpoint": str(ckpt_path) if ckpt_path else None, "averaged": averaged}
+    return (yield from Trainer(net, train_examples, val_examples, config, **options).run_training())

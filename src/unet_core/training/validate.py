@@ -8,13 +8,13 @@ import numpy as np
 
 from ..metrics import evaluate
 from ..modelio import Model
-from ..progress import Progress
+from ..progress import Progress, Stage
 from .dataset import Example
 
 SCORES = ("dice", "ap50", "map")
 
 
-def evaluate_iter(model: Model, examples: Sequence[Example], device="cpu", stage: str = "validate"
+def evaluate_iter(model: Model, examples: Sequence[Example], device="cpu", stage: str = Stage.VALIDATE
                   ) -> Generator[Progress, None, dict]:
     """Segment each example's whole image and score it against its labels.
 
