@@ -1,100 +1,33 @@
-"""Qt controls shared by the dock widgets: model picker, folder field, run bar."""
+"""Qt controls shared by the dock widgets: folder field, layer and device choices, boxes.
+
+The model picker, the run bar and the size / stain controls have modules of their
+own; they are imported from here too.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-
-from napari.utils import progress as napari_progress
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
+    QSpinBox,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
-from unet_core import Progress, list_models
-from unet_core.stain import STAIN_CHOICES
+from ._common import available_devices, inference_choices
+from ._model_picker import ModelPicker
+from ._run_bar import RunBar
+from ._scale_controls import ScaleControls
+from ._training import default_training_dir
 
-from ._common import STAGE_TEXT, available_devices, inference_choices
-
-BROWSE = "Browse..."
-
-
-class ModelPicker(QComboBox):
-    """Installed models (bundled, then the user's) and "Browse..." for any model folder.
-
-    The item data is the model folder (str); "Browse..." has none.
-    """
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._extra: list[str] = []
-        self._last = -1
-        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(12)
-        self.setToolTip("Model to segment with: an installed model, or Browse... for a "
-                        "model folder (model.safetensors + model.json)")
-        self.refresh()
-        self.activated.connect(self._on_activated)
-
-    def refresh(self) -> None:
-        """Re-read the installed models, keeping the current choice when it still exists."""
-        current = self.model_path()
-        self.blockSignals(True)
-        self.clear()
-        for m in list_models():
-            self.addItem(f"{m['name']} ({m['source']})", str(m["path"]))
-            self.setItemData(self.count() - 1, m.get("description") or str(m["path"]),
-                             Qt.ToolTipRole)
-        for path in self._extra:
-            if self.findData(path) < 0:
-                self.addItem(f"{Path(path).name} (folder)", path)
-                self.setItemData(self.count() - 1, path, Qt.ToolTipRole)
-        self.addItem(BROWSE)
-        index = self.findData(current) if current else -1
-        if index < 0:
-            index = next((i for i in range(self.count() - 1)
-                          if self.itemText(i).startswith("nuclei (")), 0)
-        self.setCurrentIndex(index)
-        self._last = index if self.itemData(index) else -1
-        self.blockSignals(False)
-
-    def showPopup(self) -> None:   # noqa: N802 (Qt override)
-        """Re-read the installed models each time the list opens (new fine-tuned ones)."""
-        self.refresh()
-        super().showPopup()
-
-    def model_path(self) -> str | None:
-        """Folder of the chosen model, or None when there is none."""
-        return self.currentData()
-
-    def set_model(self, path) -> None:
-        """Add a model folder (if new) and select it."""
-        path = str(path)
-        if self.findData(path) < 0:
-            self._extra.append(path)
-            self.refresh()
-        self.setCurrentIndex(self.findData(path))
-        self._last = self.currentIndex()
-
-    def _on_activated(self, index: int) -> None:
-        if self.itemData(index) is not None:
-            self._last = index
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
-        if folder:
-            self.set_model(folder)
-        else:
-            self.setCurrentIndex(max(self._last, 0))
+__all__ = ["FolderEdit", "ModelPicker", "RunBar", "ScaleControls", "chosen_layer", "combo_box", "device_combo", "fill_layer_combo",
+           "form_row", "inference_combo", "lr_combo", "make_form", "spin_box", "start_job", "status_label",
+           "training_set_edit", "tta_check", "watch_layers"]
 
 
 def fill_layer_combo(combo: QComboBox, viewer, kind, prefer: str | None = None) -> None:
@@ -120,6 +53,86 @@ def fill_layer_combo(combo: QComboBox, viewer, kind, prefer: str | None = None) 
     elif names:
         combo.setCurrentIndex(len(names) - 1)
     combo.blockSignals(False)
+
+
+def combo_box(tip: str, items=()) -> QComboBox:
+    """A combo box with a tooltip and ``items`` of (text, data)."""
+    combo = QComboBox()
+    for text, data in items:
+        combo.addItem(text, data)
+    combo.setToolTip(tip)
+    return combo
+
+
+def make_form(*rows) -> QFormLayout:
+    """A form of (caption, widget) rows whose fields take the width."""
+    form = QFormLayout()
+    form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+    for text, widget in rows:
+        form.addRow(text, widget)
+    return form
+
+
+def status_label(text: str = "") -> QLabel:
+    """A wrapping status line whose text can be selected (and copied)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    return label
+
+
+def watch_layers(viewer, slot) -> None:
+    """Call ``slot`` whenever the viewer's layers are added, removed, moved or renamed."""
+    events = viewer.layers.events
+    for event in (events.inserted, events.removed, events.reordered, events.renamed):
+        event.connect(slot)
+
+
+def training_set_edit() -> FolderEdit:
+    """The training set folder field, at the per-user training set."""
+    edit = FolderEdit("Choose the training set folder", button_text="Browse...")
+    edit.set_path(default_training_dir())
+    return edit
+
+
+def chosen_layer(combo: QComboBox, viewer, kind):
+    """The ``kind`` layer of ``viewer`` named in ``combo``, or None."""
+    name = combo.currentText()
+    layer = viewer.layers[name] if name in viewer.layers else None
+    return layer if isinstance(layer, kind) else None
+
+
+def spin_box(low: int, high: int, value: int, step: int, tip: str, special: str = "") -> QSpinBox:
+    """An integer box from ``low`` to ``high`` at ``value``; ``special`` is shown at ``low``."""
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setToolTip(tip)
+    if special:
+        box.setSpecialValueText(special)
+    return box
+
+
+def form_row(*pairs) -> QWidget:
+    """One form row of (caption, box) pairs side by side."""
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for text, box in pairs:
+        layout.addWidget(QLabel(text))
+        layout.addWidget(box, 1)
+    return row
+
+
+def lr_combo(value: float, rates=(1e-3, 3e-4, 1e-4, 3e-5, 1e-5)) -> QComboBox:
+    """The learning rates to choose from, shown as "1e-4" ..., ``value`` chosen."""
+    combo = QComboBox()
+    for lr in sorted(set(rates) | {value}, reverse=True):
+        combo.addItem(f"{lr:.0e}".replace("e-0", "e-"), lr)
+    combo.setCurrentIndex(combo.findData(value))
+    combo.setToolTip("Peak learning rate (cosine schedule); small keeps the base model's skills")
+    return combo
 
 
 def device_combo(parent=None) -> QComboBox:
@@ -155,57 +168,6 @@ def tta_check(parent=None) -> QCheckBox:
     return box
 
 
-class ScaleControls(QWidget):
-    """Nucleus size (a diameter in px, or "auto") with an Estimate button, and the stain.
-
-    ``size_row`` and ``stain_combo`` go in a form; ``estimate`` is the button's signal.
-    """
-
-    estimate = Signal()
-
-    def __init__(self, parent=None, estimate: bool = True):
-        super().__init__(parent)
-        self.diameter_spin = QDoubleSpinBox()
-        self.diameter_spin.setRange(0.0, 600.0)
-        self.diameter_spin.setDecimals(1)
-        self.diameter_spin.setSuffix(" px")
-        self.diameter_spin.setSpecialValueText("auto")
-        self.diameter_spin.setToolTip(
-            "Typical nucleus diameter in the image's pixels. The image is resampled so its "
-            "nuclei come to the size the model was trained at.\nauto: estimated from each "
-            "image (Estimate shows the value, which you may then change).")
-        self.estimate_button = QPushButton("Estimate")
-        self.estimate_button.setToolTip("Estimate the nucleus diameter of the chosen image")
-        self.estimate_button.clicked.connect(self.estimate)
-        self.size_row = QWidget(self)
-        row = QHBoxLayout(self.size_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.diameter_spin, 1)
-        row.addWidget(self.estimate_button)
-        self.estimate_button.setVisible(estimate)
-        self.stain_combo = QComboBox()
-        self.stain_combo.addItems(STAIN_CHOICES)
-        self.stain_combo.setToolTip(
-            "auto: decided from the channels and the background\nfluorescence: bright nuclei "
-            "on dark\nbrightfield: dark nuclei on bright (inverted)\nhe: H&E colour image "
-            "(hematoxylin by colour deconvolution)")
-
-    def diameter(self):
-        """"auto" or the diameter in px."""
-        value = self.diameter_spin.value()
-        return "auto" if value == 0 else float(value)
-
-    def stain(self) -> str:
-        return self.stain_combo.currentText()
-
-    def show_estimate(self, settings) -> None:
-        """Fill in an estimate (an :class:`~unet_core.scale.ImageSettings`)."""
-        if settings.diameter:
-            self.diameter_spin.setValue(round(settings.diameter, 1))
-        if self.stain_combo.currentText() == "auto":
-            self.stain_combo.setToolTip(f"auto chose: {settings.stain}")
-
-
 class FolderEdit(QWidget):
     """A folder path field with a browse button (``button_text``, "..." by default)."""
 
@@ -234,82 +196,6 @@ class FolderEdit(QWidget):
         folder = QFileDialog.getExistingDirectory(self, self.caption, self.path())
         if folder:
             self.set_path(folder)
-
-
-class RunBar(QWidget):
-    """Run and Cancel buttons, a progress bar and a status line.
-
-    Mirrors the progress in napari's activity area while a run is going.
-    """
-
-    run = Signal()
-    cancel = Signal()
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.run_button = QPushButton("Run", self)
-        self.cancel_button = QPushButton("Cancel", self)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self._on_cancel_clicked)
-        self.bar = QProgressBar(self)
-        self.bar.setRange(0, 1000)
-        self.bar.setValue(0)
-        self.bar.setTextVisible(True)
-        self.bar.setFormat("")
-        self.status = QLabel("Ready", self)
-        self.status.setWordWrap(True)
-        self.status.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(buttons)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.status)
-        self._activity = None
-        self.set_busy(False)
-
-    def set_busy(self, busy: bool) -> None:
-        self.run_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
-
-    def begin(self, desc: str) -> None:
-        """A run starts: busy buttons, empty bar, a progress entry in napari's activity."""
-        self.set_busy(True)
-        self.bar.setValue(0)
-        self.bar.setFormat("Starting...")
-        self.status.setText(desc)
-        self._activity = napari_progress(total=1000, desc=desc)
-
-    def report(self, p: Progress, text: str | None = None) -> None:
-        """Show ``p`` (its fraction) with ``text`` or the stage's name."""
-        value = int(round(1000 * min(max(p.fraction, 0.0), 1.0)))
-        label = text or STAGE_TEXT.get(p.stage, p.stage.capitalize())
-        self.bar.setValue(value)
-        self.bar.setFormat(f"{label}  %p%")
-        activity = self._activity   # a local: napari may process events (and end()) in here
-        if activity is not None:
-            activity.update(value - activity.n)
-            activity.set_description(label)
-
-    def end(self, message: str, outcome: str = "Done") -> None:
-        """The run is over: ``outcome`` ("Done", "Failed", "Cancelled") goes in the bar,
-        ``message`` in the status line."""
-        self.set_busy(False)
-        if outcome == "Done":
-            self.bar.setValue(self.bar.maximum())
-        self.bar.setFormat(outcome)
-        self.status.setText(message)
-        if self._activity is not None:
-            self._activity.close()
-            self._activity = None
-
-    def _on_cancel_clicked(self) -> None:
-        self.cancel_button.setEnabled(False)
-        self.status.setText("Cancelling...")
-        self.cancel.emit()
 
 
 def _on_warned(args: tuple) -> None:

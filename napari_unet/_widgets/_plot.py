@@ -15,6 +15,19 @@ LOSS_COLOR, DICE_COLOR, AP_COLOR = "#5aa9e6", "#f4a259", "#8cd790"
 #: Margins of the axes in px at 100 dpi (left, right, bottom, top): fixed, because a layout engine
 #: (constrained / tight) would double the cost of every redraw.
 MARGINS = (46, 42, 36, 24)
+#: (background, text) colours when the viewer's theme cannot be read: napari's dark theme.
+DARK = ("#23242b", "#f0f1f2")
+
+
+def theme_colors(viewer) -> tuple[str, str]:
+    """(background, text) colours of the viewer's theme, for the plot."""
+    from napari.utils.theme import get_theme
+
+    try:
+        theme = get_theme(viewer.theme)
+    except (AttributeError, ValueError, KeyError):
+        return DARK
+    return theme.background.as_hex(), theme.text.as_hex()
 
 
 class TrainingPlot(QWidget):
@@ -27,7 +40,7 @@ class TrainingPlot(QWidget):
         Colours of the figure and of its text and axes (napari's theme).
     """
 
-    def __init__(self, background: str = "#23242b", foreground: str = "#f0f1f2", parent=None):
+    def __init__(self, background: str = DARK[0], foreground: str = DARK[1], parent=None):
         super().__init__(parent)
         self._steps: list[int] = []
         self._loss: list[float] = []

@@ -3,46 +3,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QPushButton, QVBoxLayout, QWidget
 
 from unet_core import InputError, UNetError
-from unet_core.training.dataset import TrainingSet, example_id
+from unet_core.training.dataset import TrainingSet
+from unet_core.training.identity import opened_identity, source_name
 
-from ._common import is_lazy, layer_pixels
-from ._controls import FolderEdit, fill_layer_combo
-from ._training import (
-    current_plane,
-    default_training_dir,
-    example_text,
-    plane_content_key,
-    rectangles_mask,
-    shapes_box,
+from ._controls import (
+    chosen_layer,
+    combo_box,
+    fill_layer_combo,
+    make_form,
+    status_label,
+    training_set_edit,
+    watch_layers,
 )
+from ._examples import ExampleList
+from ._regions import EXAMPLE_KEY, reviewed_example
+from ._training import add_example, review_layer
 
 #: Region choices: (label, key).
 REGIONS = (("whole image", "whole"), ("rectangles of a Shapes layer", "shapes"))
-#: Layer metadata key that ties a layer opened from the training set to its example.
-EXAMPLE_KEY = "napari_unet_example"
-
-
-def _plane_of(data, plane: tuple[int, ...]):
-    """The (H, W[, C]) plane ``plane`` of layer data, not read yet (``data[()]`` would
-    read a whole zarr array)."""
-    return data[plane] if plane else data
 
 
 class CurateWidget(QWidget):
@@ -63,19 +46,13 @@ class CurateWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.image_combo = QComboBox()
-        self.image_combo.setToolTip("The image that was segmented")
-        self.labels_combo = QComboBox()
-        self.labels_combo.setToolTip("The corrected instance labels of that image")
-        self.folder_edit = FolderEdit("Choose the training set folder", button_text="Browse...")
-        self.folder_edit.set_path(default_training_dir())
-        self.region_combo = QComboBox()
-        for text, key in REGIONS:
-            self.region_combo.addItem(text, key)
-        self.region_combo.setToolTip("Which pixels you reviewed: only these teach the model")
-        self.shapes_combo = QComboBox()
-        self.shapes_combo.setToolTip("Shapes layer whose rectangles (or polygons) mark the "
-                                     "reviewed region")
+        self.image_combo = combo_box("The image that was segmented")
+        self.labels_combo = combo_box("The corrected instance labels of that image")
+        self.folder_edit = training_set_edit()
+        self.region_combo = combo_box("Which pixels you reviewed: only these teach the model",
+                                      REGIONS)
+        self.shapes_combo = combo_box("Shapes layer whose rectangles (or polygons) mark the "
+                                      "reviewed region")
         self.new_region_button = QPushButton("Add review-region layer")
         self.new_region_button.setToolTip('Add a Shapes layer "<image> reviewed regions" and '
                                           "start drawing rectangles on it")
@@ -87,35 +64,19 @@ class CurateWidget(QWidget):
         self.add_button = QPushButton("Add to training set")
         self.add_button.setToolTip("Store the image plane, its labels and the reviewed region "
                                    "now (the same plane again replaces it)")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.summary_label = QLabel()
-        self.example_list = QListWidget()
-        self.example_list.setToolTip("Examples in the training set")
-        self.example_list.setMinimumHeight(80)
-        self.open_button = QPushButton("Open")
-        self.open_button.setToolTip("Add the chosen example's image and labels as layers")
-        self.remove_button = QPushButton("Remove")
-        self.remove_button.setToolTip("Delete the chosen example from the training set")
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.open_button)
-        buttons.addWidget(self.remove_button)
+        self.status = status_label()
+        self.examples = ExampleList()
+        self.summary_label, self.example_list = self.examples.summary_label, self.examples.list
+        self.open_button, self.remove_button = self.examples.open_button, self.examples.remove_button
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        form.addRow("Image", self.image_combo)
-        form.addRow("Labels", self.labels_combo)
-        form.addRow("Region", self.region_combo)
-        form.addRow("", self.shapes_row)
-        form.addRow("Training set", self.folder_edit)
-        form.addRow("", self.summary_label)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(make_form(
+            ("Image", self.image_combo), ("Labels", self.labels_combo),
+            ("Region", self.region_combo), ("", self.shapes_row),
+            ("Training set", self.folder_edit), ("", self.summary_label)))
         layout.addWidget(self.add_button)
         layout.addWidget(self.status)
-        layout.addWidget(self.example_list, 1)
-        layout.addLayout(buttons)
+        layout.addWidget(self.examples, 1)
 
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         self.region_combo.currentIndexChanged.connect(self._on_region_changed)
@@ -124,10 +85,7 @@ class CurateWidget(QWidget):
         self.open_button.clicked.connect(self._on_open)
         self.remove_button.clicked.connect(self._on_remove)
         self.folder_edit.line.textChanged.connect(self._on_folder_changed)
-        self.example_list.currentRowChanged.connect(self._on_selection_changed)
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered, events.renamed):
-            event.connect(self._on_layers_changed)
+        watch_layers(self.viewer, self._on_layers_changed)
         self._on_layers_changed()
         self._on_region_changed()
         self._on_folder_changed()
@@ -141,9 +99,7 @@ class CurateWidget(QWidget):
         return TrainingSet(Path(path).expanduser())
 
     def _layer(self, combo: QComboBox, kind):
-        name = combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        return layer if isinstance(layer, kind) else None
+        return chosen_layer(combo, self.viewer, kind)
 
     def region_mode(self) -> str:
         """"whole" or "shapes"."""
@@ -151,68 +107,16 @@ class CurateWidget(QWidget):
 
     def selected_id(self) -> str | None:
         """Id of the example chosen in the list, or None."""
-        item = self.example_list.currentItem()
-        return item.data(Qt.UserRole) if item is not None else None
+        return self.examples.selected_id()
 
     def _collect(self):
         """(image plane, labels plane, mask, source, region) of the current choice.
 
         Raises InputError with a message for the user when something is missing.
         """
-        image, labels = self._layer(self.image_combo, Image), self._layer(self.labels_combo, Labels)
-        if image is None or labels is None:
-            raise InputError("Choose an image and its corrected Labels layer first.")
-        if image.ndim > 2 and self.viewer.dims.ndisplay == 3:
-            raise InputError("Switch to the 2D view: a stack is added one plane at a time.")
-        point = self.viewer.dims.point
-        plane = current_plane(image, point)
-        img = _plane_of(layer_pixels(image), plane)           # lazy layers stay lazy here
-        if labels.ndim == 2:
-            lab = _plane_of(layer_pixels(labels), ())
-        elif labels.ndim == image.ndim:
-            lab = _plane_of(layer_pixels(labels), current_plane(labels, point))
-        else:
-            raise InputError(f"'{labels.name}' is {labels.ndim}D but '{image.name}' is "
-                             f"{image.ndim}D; choose the labels of this image.")
-        if tuple(lab.shape) != tuple(img.shape[:2]):
-            raise InputError(f"The labels '{labels.name}' {tuple(lab.shape)} do not match the "
-                             f"image '{image.name}' {tuple(img.shape[:2])}; choose the labels "
-                             "of this image.")
-        huge = is_lazy(img) or is_lazy(lab)
-        mask, box = None, None
-        if self.region_mode() == "shapes":
-            shapes = self._layer(self.shapes_combo, Shapes)
-            if shapes is None:
-                raise InputError("Choose the Shapes layer of the reviewed region, or press "
-                                 "'Add review-region layer' and draw rectangles on it.")
-            if huge:     # read and keep only the reviewed part (and some context)
-                box = shapes_box(shapes, image, plane, tuple(lab.shape))
-                if box is not None:
-                    (y0, x0, y1, x1), offset = box, box[:2]
-                    img, lab = img[y0:y1, x0:x1], lab[y0:y1, x0:x1]
-            img, lab = np.asarray(img), np.asarray(lab)
-            mask = rectangles_mask(shapes, image, plane, lab.shape, offset if box else (0, 0))
-            if not mask.any():
-                raise InputError(f"No reviewed region: draw rectangles on '{shapes.name}' "
-                                 "around what you corrected.")
-        elif huge:
-            raise InputError(f"'{image.name}' is too large to add whole: press 'Add "
-                             "review-region layer' and draw rectangles around what you "
-                             "corrected; only those parts are read and added.")
-        img, lab = np.asarray(img), np.asarray(lab)
-        if not lab.any():
-            raise InputError(f"'{labels.name}' has no objects here: segment and correct the "
-                             "image first.")
-        tied = image.metadata.get(EXAMPLE_KEY)
-        if tied:       # an example opened from the set: adding it again replaces it
-            return img, lab, mask, tied["source"], tied["region"]
-        path = getattr(image.source, "path", None)
-        region = {"plane": list(plane)} if plane else {}
-        if box is not None:
-            region["box"] = list(box)
-        if not path:   # layers of the same name may hold different images
-            region["content"] = plane_content_key(img)
-        return img, lab, mask, str(path or image.name), region or None
+        shapes = self._layer(self.shapes_combo, Shapes) if self.region_mode() == "shapes" else False
+        return reviewed_example(self.viewer, self._layer(self.image_combo, Image),
+                                self._layer(self.labels_combo, Labels), shapes)
 
     # -- slots ---------------------------------------------------------------------
     def _on_layers_changed(self, event=None) -> None:
@@ -235,35 +139,22 @@ class CurateWidget(QWidget):
         if image is None:
             show_error("Open an image and choose it under 'Image' first.")
             return
-        name = f"{image.name} reviewed regions"
-        if name in self.viewer.layers:
-            shapes = self.viewer.layers[name]
-        else:
-            shapes = self.viewer.add_shapes(name=name, ndim=image.ndim, scale=image.scale,
-                                            translate=image.translate, edge_color="yellow",
-                                            face_color="transparent", edge_width=2)
+        shapes = review_layer(self.viewer, image)
         self.region_combo.setCurrentIndex(self.region_combo.findData("shapes"))
         self.shapes_combo.setCurrentText(shapes.name)
         self.viewer.layers.selection.active = shapes
         shapes.mode = "add_rectangle"
-        self.status.setText(f"Draw rectangles on '{name}' around the regions you corrected.")
+        self.status.setText(f"Draw rectangles on '{shapes.name}' around the regions you corrected.")
 
     def _on_add(self) -> None:
         try:
-            image, labels, mask, source, region = self._collect()
-            ts = self.training_set()
-            replaced = example_id(source, region, image) in ts
-            ex_id = ts.add(image, labels, region_mask=mask, source=source, region=region)
+            ex_id, message = add_example(self.training_set(), *self._collect())
         except UNetError as err:
             self._fail(str(err))
             return
         except OSError as err:
             self._fail(f"Could not write the training set: {err}")
             return
-        record = next((r for r in ts.list() if r["id"] == ex_id), {})
-        n = record.get("n_objects", 0)
-        verb = "Replaced" if replaced else "Added"
-        message = f"{verb} {Path(source).name}: {n} object{'s' if n != 1 else ''} in the training set."
         self.status.setText(message)
         show_info(message)
         self.refresh(select=ex_id)
@@ -275,11 +166,6 @@ class CurateWidget(QWidget):
     def _on_folder_changed(self, text=None) -> None:
         self.refresh()
 
-    def _on_selection_changed(self, row=None) -> None:
-        chosen = self.selected_id() is not None
-        self.open_button.setEnabled(chosen)
-        self.remove_button.setEnabled(chosen)
-
     def _on_open(self) -> None:
         ex_id = self.selected_id()
         if ex_id is None:
@@ -289,9 +175,9 @@ class CurateWidget(QWidget):
         except UNetError as err:
             self._fail(str(err))
             return
-        name = Path(str(ex.record.get("source") or ex_id)).name
-        tie = {EXAMPLE_KEY: {"source": ex.record.get("source"), "region": ex.record.get("region")}}
-        image = self.viewer.add_image(ex.image, name=f"{name} (training)", metadata=tie)
+        name = source_name(ex.record)
+        image = self.viewer.add_image(ex.image, name=f"{name} (training)",
+                                      metadata={EXAMPLE_KEY: opened_identity(ex.record)})
         self.viewer.add_labels(ex.labels, name=f"{image.name} labels")
         self.image_combo.setCurrentText(image.name)
 
@@ -304,27 +190,9 @@ class CurateWidget(QWidget):
         except UNetError as err:
             self._fail(str(err))
             return
-        self.status.setText(f"Removed {self.example_list.currentItem().text().split(' · ')[0]}.")
+        self.status.setText(f"Removed {self.examples.selected_text()}.")
         self.refresh()
 
     def refresh(self, select: str | None = None) -> None:
         """Re-read the training set folder into the summary line and the list."""
-        self.example_list.clear()
-        try:
-            records = self.training_set().list()
-        except UNetError as err:
-            self.summary_label.setText(str(err))
-            records = []
-        else:
-            n, m = len(records), sum(r.get("n_objects", 0) for r in records)
-            self.summary_label.setText(f"{n} example{'s' if n != 1 else ''} · "
-                                       f"{m} object{'s' if m != 1 else ''}")
-        for record in records:
-            item = QListWidgetItem(example_text(record))
-            item.setData(Qt.UserRole, record["id"])
-            item.setToolTip(f"{record.get('source')}\n{record.get('reviewed_pixels', '?')} "
-                            f"reviewed pixels\nid {record['id']}")
-            self.example_list.addItem(item)
-            if record["id"] == select:
-                self.example_list.setCurrentItem(item)
-        self._on_selection_changed()
+        self.examples.show_set(self.training_set, select)

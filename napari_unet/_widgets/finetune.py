@@ -1,71 +1,35 @@
 """The Fine-tune dock widget: train a new model version on the training set, in the background."""
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
-from napari.utils.theme import get_theme
-from qtpy.QtCore import QEvent, Qt
-from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QPushButton,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QEvent
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from unet_core import Progress, UNetError
-from unet_core.child import ChildDied, JobCancelled
-from unet_core.training.checkpoint import discard_dir
+from unet_core.progress import Stage
+from unet_core.training.config import FinetuneConfig
 from unet_core.training.dataset import TrainingSet
+from unet_core.training.outdir import discard_unfinished, new_model_dir
 
 from .. import PLUGIN_NAME
-from ._common import describe_error
-from ._controls import FolderEdit, ModelPicker, RunBar, device_combo, start_job
-from ._plot import TrainingPlot
-from ._training import (
-    SCORES,
-    default_training_dir,
-    finetune_child,
-    finetune_job,
-    finished_model,
-    new_model_dir,
+from ._compare import CompareBox, use_in_segment
+from ._controls import (
+    ModelPicker,
+    RunBar,
+    device_combo,
+    form_row,
+    lr_combo,
+    make_form,
+    spin_box,
+    training_set_edit,
 )
-
-LEARNING_RATES = ("1e-3", "3e-4", "1e-4", "3e-5", "1e-5")
-STAGES = {"load": "Loading", "validate-base": "Scoring the base model",
-          "validate": "Validating", "train": "Training"}
-
-
-def _spin(low: int, high: int, value: int, step: int, tip: str, special: str = "") -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setToolTip(tip)
-    if special:
-        box.setSpecialValueText(special)
-    return box
-
-
-def _row(*pairs) -> QWidget:
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for text, box in pairs:
-        layout.addWidget(QLabel(text))
-        layout.addWidget(box, 1)
-    return row
+from ._jobs import JobRunner
+from ._plot import TrainingPlot, theme_colors
+from ._run_bar import stage_text
+from ._training import failure_note, finetune_child, finetune_job, set_summary
 
 
 class FinetuneWidget(QWidget):
@@ -76,7 +40,8 @@ class FinetuneWidget(QWidget):
     napari stays up; its memory is freed when it ends), streaming its progress back:
     loss and validation scores are plotted live, Cancel stops within one step (and
     leaves no model behind), and at the end the base and the new model are compared on
-    the held-back examples.  Closing the dock cancels a run.
+    the held-back examples.  Closing the dock cancels a run.  The boxes start at the
+    engine's defaults (:class:`~unet_core.training.config.FinetuneConfig`).
 
     Parameters
     ----------
@@ -87,97 +52,65 @@ class FinetuneWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._worker = None
         self.child = None        # the ChildJob of the run in progress
         self._out_dir: Path | None = None
-        self._t0, self._budget = 0.0, None   # start time and time budget (s) of the run
-        self._ending = ("Done", "Done")
+        self._t0, self._config = 0.0, FinetuneConfig()
         self.new_model: Path | None = None
+        defaults = FinetuneConfig()
 
         self.model_picker = ModelPicker()
         self.model_picker.setToolTip("Model to start from (it is never changed)")
-        self.folder_edit = FolderEdit("Choose the training set folder", button_text="Browse...")
-        self.folder_edit.set_path(default_training_dir())
+        self.folder_edit = training_set_edit()
         self.set_label = QLabel()
-        self.steps_spin = _spin(1, 1_000_000, 200, 50, "Optimizer steps to take")
-        self.minutes_spin = _spin(0, 10_000, 0, 5, "Stop after so many minutes even if steps "
-                                  "are left (the model is saved)", special="none")
+        self.steps_spin = spin_box(1, 1_000_000, defaults.steps, 50, "Optimizer steps to take")
+        self.minutes_spin = spin_box(0, 10_000, round((defaults.max_seconds or 0) / 60), 5,
+                                     "Stop after so many minutes even if steps are left (the "
+                                     "model is saved)", special="none")
         self.minutes_spin.setSuffix(" min")
-        self.lr_combo = QComboBox()
-        self.lr_combo.addItems(LEARNING_RATES)
-        self.lr_combo.setCurrentText("1e-4")
-        self.lr_combo.setToolTip("Peak learning rate (cosine schedule); small keeps the base "
-                                 "model's skills")
-        self.crop_spin = _spin(32, 2048, 256, 32, "Side of the training crops, px")
-        self.batch_spin = _spin(1, 64, 4, 1, "Crops per step")
+        self.lr_combo = lr_combo(defaults.lr)
+        self.crop_spin = spin_box(32, 2048, defaults.crop, 32, "Side of the training crops, px")
+        self.batch_spin = spin_box(1, 64, defaults.batch_size, 1, "Crops per step")
         self.device_combo = device_combo()
+        self.device_combo.setCurrentText(defaults.device)
         self.run_bar = RunBar()
         self.run_bar.run_button.setText("Start")
-        self.plot = TrainingPlot(*self._theme_colors())
-        self.table = QTableWidget(len(SCORES), 3)
-        self.table.setHorizontalHeaderLabels(["base", "new", "change"])
-        self.table.setVerticalHeaderLabels([text for _, text in SCORES])
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionMode(QAbstractItemView.NoSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.compare_note = QLabel()
-        self.compare_note.setWordWrap(True)
-        self.use_button = QPushButton("Use in Segment")
-        self.use_button.setToolTip("Select the new model in the Segment widget")
-        self.compare_box = QGroupBox("Base vs new model")
-        box = QVBoxLayout(self.compare_box)
-        box.addWidget(self.table)
-        box.addWidget(self.compare_note)
-        box.addWidget(self.use_button)
-        self.compare_box.setVisible(False)
+        self.jobs = JobRunner(self.run_bar, "Fine-tuning", progress=self._on_progress,
+                              result=self._on_result, failure_note=failure_note,
+                              finished=self._on_job_over, cancel=self._on_cancel,
+                              cancelled="Cancelled: no model was saved.")
+        self.plot = TrainingPlot(*theme_colors(self.viewer))
+        self.compare_box = CompareBox()
+        self.table, self.compare_note = self.compare_box.table, self.compare_box.note
+        self.use_button = self.compare_box.use_button
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        form.addRow("Base model", self.model_picker)
-        form.addRow("Training set", self.folder_edit)
-        form.addRow("", self.set_label)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Time limit", self.minutes_spin)
-        form.addRow("Learning rate", self.lr_combo)
-        form.addRow("Crops", _row(("size", self.crop_spin), ("batch", self.batch_spin)))
-        form.addRow("Device", self.device_combo)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(make_form(
+            ("Base model", self.model_picker), ("Training set", self.folder_edit),
+            ("", self.set_label), ("Steps", self.steps_spin), ("Time limit", self.minutes_spin),
+            ("Learning rate", self.lr_combo),
+            ("Crops", form_row(("size", self.crop_spin), ("batch", self.batch_spin))),
+            ("Device", self.device_combo)))
         layout.addWidget(self.run_bar)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.compare_box)
 
         self.run_bar.run.connect(self._on_run)
-        self.run_bar.cancel.connect(self._on_cancel)
         self.use_button.clicked.connect(self._on_use_in_segment)
         self.folder_edit.line.textChanged.connect(self._on_folder_changed)
         self._on_folder_changed()
 
-    def _theme_colors(self) -> tuple[str, str]:
-        try:
-            theme = get_theme(self.viewer.theme)
-        except (AttributeError, ValueError, KeyError):
-            return "#23242b", "#f0f1f2"
-        return theme.background.as_hex(), theme.text.as_hex()
-
     @property
     def running(self) -> bool:
         """Whether a fine-tuning is in progress."""
-        return self._worker is not None
+        return self.jobs.running
 
-    def params(self) -> dict:
-        """Keyword arguments of :func:`~unet_core.training.finetune.finetune_iter`."""
-        steps = self.steps_spin.value()
+    def config(self) -> FinetuneConfig:
+        """The fine-tuning as set in the widget (the rest at the engine's defaults)."""
         minutes = self.minutes_spin.value()
-        return {"steps": steps, "max_seconds": 60.0 * minutes if minutes else None,
-                "lr": float(self.lr_combo.currentText()), "crop": self.crop_spin.value(),
-                "batch_size": self.batch_spin.value(), "device": self.device_combo.currentText(),
-                "val_every": max(1, steps // 10), "val_fraction": 0.2, "seed": 0}
-
-    # -- slots ---------------------------------------------------------------------
-    def _on_folder_changed(self, text=None) -> None:
-        self.count_examples()
+        return FinetuneConfig(
+            steps=self.steps_spin.value(), max_seconds=60.0 * minutes if minutes else None,
+            lr=self.lr_combo.currentData(), crop=self.crop_spin.value(),
+            batch_size=self.batch_spin.value(), device=self.device_combo.currentText())
 
     def count_examples(self) -> int:
         """Re-read the training set into the line under its folder; returns its size."""
@@ -187,15 +120,24 @@ class FinetuneWidget(QWidget):
         except UNetError as err:
             self.set_label.setText(str(err))
             return 0
-        n, m = len(records), sum(r.get("n_objects", 0) for r in records)
-        self.set_label.setText(f"{n} example{'s' if n != 1 else ''} · "
-                               f"{m} object{'s' if m != 1 else ''}")
-        return n
+        self.set_label.setText(set_summary(records))
+        return len(records)
 
     def showEvent(self, event) -> None:   # noqa: N802 (Qt override)
         """Re-count the training set whenever the dock is shown (Curate may have added)."""
         self.count_examples()
         super().showEvent(event)
+
+    def event(self, event) -> bool:
+        """Closing the dock (napari unparents the widget) cancels a run: nothing else
+        could."""
+        if event.type() == QEvent.ParentChange and self.parent() is None and self.running:
+            self.jobs.cancel()
+        return super().event(event)
+
+    # -- slots ---------------------------------------------------------------------
+    def _on_folder_changed(self, text=None) -> None:
+        self.count_examples()
 
     def _on_run(self) -> None:
         if self.running:
@@ -209,116 +151,53 @@ class FinetuneWidget(QWidget):
         if problem:
             show_error(problem)
             return
-        params = self.params()
+        self._config = self.config()
         self._out_dir, self._t0, self.new_model = new_model_dir(base), time.monotonic(), None
-        self._budget, self._ending = params["max_seconds"], ("Done", "Done")
         self.plot.reset()
         self.compare_box.setVisible(False)
-        self.child = finetune_child(base, Path(folder).expanduser(), self._out_dir, **params)
-        start_job(self, f"Fine-tuning {Path(base).name}", finetune_job, self.child)
+        self.child = finetune_child(base, Path(folder).expanduser(), self._out_dir, self._config)
+        self.jobs.start(f"Fine-tuning {Path(base).name}", finetune_job, self.child)
 
     def _on_cancel(self) -> None:
         # the child stops before its next step and the worker ends with it: the clean-up
-        # in _on_finished runs once nothing writes into the new model's folder any more
+        # once the job is over runs when nothing writes into the new model's folder
         if self.child is not None:
             self.child.cancel()
 
-    def event(self, event) -> bool:
-        """Closing the dock (napari unparents the widget) cancels a run: nothing else
-        could."""
-        if event.type() == QEvent.ParentChange and self.parent() is None and self.running:
-            self._on_cancel()
-        return super().event(event)
-
-    def _on_yielded(self, p: Progress | None) -> None:
+    def _on_progress(self, p: Progress | None) -> None:
         if p is None:     # the child is busy and quiet (starting, loading)
             return
-        info = p.info or {}
-        label = STAGES.get(p.stage, p.stage.capitalize())
-        if p.stage == "train":
+        if p.stage == Stage.TRAIN:
+            info = p.info or {}
             self.plot.add_step(p.done, info["loss"], info.get("val"))
-            spent = (time.monotonic() - self._t0) / self._budget if self._budget else 0.0
-            frac = max(p.fraction, spent)
-            self.run_bar.report(Progress(int(1000 * min(frac, 1.0)), 1000, p.stage),
+            frac = self._config.run_fraction(p.fraction, time.monotonic() - self._t0)
+            self.run_bar.report(Progress(int(1000 * frac), 1000, p.stage),
                                 f"Step {p.done}/{p.total} · loss {info['loss']:.3f}")
-        elif p.stage in ("validate", "validate-base"):
+        elif p.stage in (Stage.VALIDATE, Stage.VALIDATE_BASE):
             self.run_bar.report(Progress(self.run_bar.bar.value(), 1000, p.stage),
-                                f"{label} {p.done}/{p.total}")
+                                f"{stage_text(p.stage)} {p.done}/{p.total}")
         else:
-            self.run_bar.report(p, label)
+            self.run_bar.report(p)
 
-    def _on_returned(self, result: dict) -> None:
-        self.new_model = Path(result["model_dir"])
-        before, after = result.get("before") or {}, result.get("after") or {}
-        if before:
-            self.plot.add_validation(0, before)
-        self._show_comparison(before, after, result.get("held_back", False))
-        train = result.get("train", {})
-        why = " (time budget)" if train.get("stopped_by") == "time" else ""
-        message = (f"Saved {self.new_model.name}: {train.get('step', '?')} steps{why} in "
-                   f"{train.get('seconds', 0.0):.0f} s.")
-        problems = result.get("problems") or []
-        if problems:
-            message += f" {len(problems)} example(s) could not be read and were skipped."
-        self._ending = ("Done", message)
+    def _on_result(self, result) -> str:
+        self.new_model = Path(result.model_dir)
+        if result.before:
+            self.plot.add_validation(0, result.before)
+        self.compare_box.show_scores(result.before, result.after, result.held_back)
+        train = result.train
+        why = " (time budget)" if train.stopped_by == "time" else ""
+        message = f"Saved {self.new_model.name}: {train.step} steps{why} in {train.seconds:.0f} s."
+        if result.problems:
+            message += f" {len(result.problems)} example(s) could not be read and were skipped."
         self.model_picker.refresh()
         show_info(message)
+        return message
 
-    def _show_comparison(self, before: dict, after: dict, held_back: bool) -> None:
-        for row, (key, _) in enumerate(SCORES):
-            b, a = before.get(key), after.get(key)
-            cells = [b, a, a - b if a is not None and b is not None else None]
-            for col, value in enumerate(cells):
-                text = "–" if value is None or math.isnan(value) else (
-                    f"{value:+.3f}" if col == 2 else f"{value:.3f}")
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignCenter)
-                self.table.setItem(row, col, item)
-        self.table.resizeRowsToContents()
-        height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth() + sum(
-            self.table.rowHeight(r) for r in range(self.table.rowCount()))
-        self.table.setFixedHeight(height)
-        n = after.get("n", before.get("n", 0))
-        self.compare_note.setText(
-            f"On {n} held-back example{'s' if n != 1 else ''} the model never trained on."
-            if held_back else "No example was held back (the set has one): scored on the "
-            "training example itself, so 'new' looks better than it is.")
-        self.compare_box.setVisible(True)
-
-    def _on_errored(self, exc) -> None:
-        if isinstance(exc, JobCancelled):
-            self._on_aborted()
-            return
-        message = describe_error(exc, "Fine-tuning")
-        if isinstance(exc, ChildDied) or not isinstance(exc, UNetError):
-            message += " No model was saved; the base model and the training set are unchanged."
-        self._ending = ("Failed", f"Failed: {message}")
-        show_error(message)
-
-    def _on_aborted(self) -> None:
-        self._ending = ("Cancelled", "Cancelled: no model was saved.")
-
-    def _on_finished(self) -> None:
-        outcome, message = self._ending
-        out, self._worker, self.child = self._out_dir, None, None
-        if out is not None and not finished_model(out):
-            discard_dir(out)   # checkpoints of a cancelled or failed run: not a model
-        self.run_bar.end(message, outcome)
+    def _on_job_over(self) -> None:
+        discard_unfinished(self._out_dir)   # checkpoints of a cancelled or failed run
+        self.child = None
         self.plot.redraw()
 
     def _on_use_in_segment(self) -> None:
-        if self.new_model is None:
-            return
-        from .segment import SegmentWidget
-
-        found = [w for w in self.viewer.window.dock_widgets.values() if isinstance(w, SegmentWidget)]
-        if found:
-            segment = found[0]
-        else:
-            _, segment = self.viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "Segment")
-        segment.model_picker.set_model(self.new_model)
-        dock = segment.parent()      # napari's dock around the widget: bring it to the front
-        if dock is not None:
-            dock.show()
-            dock.raise_()
-        show_info(f"Segment now uses {self.new_model.name}.")
+        if self.new_model is not None:
+            use_in_segment(self.viewer, self.new_model)

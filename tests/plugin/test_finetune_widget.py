@@ -53,7 +53,7 @@ def test_finetune_saves_compares_and_switches_segment(finetune, qtbot, tiny_mode
     _, segment = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
     segment.model_picker.set_model(tiny_model)
     assert widget.set_label.text() == "3 examples · 24 objects"
-    assert widget.params()["steps"] == 3 and widget.params()["crop"] == 64
+    assert widget.config().steps == 3 and widget.config().crop == 64
     _run(qtbot, widget)
     assert not _errors(notifications)
     new = widget.new_model
@@ -102,7 +102,7 @@ def _stop_at_train_step(qtbot, widget, action, at_step=2):
 
     widget.run_bar.run_button.click()
     # queued signals: every step yielded after this line reaches the slot
-    widget._worker.yielded.connect(_on_yielded)
+    widget.jobs.worker.yielded.connect(_on_yielded)
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
     return seen
 

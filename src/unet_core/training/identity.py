@@ -5,7 +5,8 @@ The training set derives an example's id from (source, region)
 replaces its example.  These rules decide the pair for a plane shown in a viewer:
 a file keeps its path, an image only in memory its name plus a hash of its pixels
 (two in-memory images of the same name are not the same example), a plane of a
-stack its index, and an example opened from the set keeps the identity it has there.
+stack its index, a part of a huge plane its box, and an example opened from the set
+keeps the identity it has there.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def plane_content_key(image: np.ndarray) -> str:
 
 
 def example_identity(image: np.ndarray, plane: tuple[int, ...] = (), path=None,
-                     name: str = "image", opened: dict | None = None) -> tuple[str, dict | None]:
+                     name: str = "image", opened: dict | None = None,
+                     box: tuple[int, int, int, int] | None = None) -> tuple[str, dict | None]:
     """(source, region) of the training example made from one image plane.
 
     Parameters
@@ -37,10 +39,14 @@ def example_identity(image: np.ndarray, plane: tuple[int, ...] = (), path=None,
     opened : dict, optional
         :func:`opened_identity` of an example opened from the training set: it stays
         that example.
+    box : (y0, x0, y1, x1), optional
+        The part of a huge plane that was read (the example is that part).
     """
     if opened:
         return opened["source"], opened["region"]
     region = {"plane": list(plane)} if plane else {}
+    if box is not None:
+        region["box"] = [int(v) for v in box]
     if not path:
         region["content"] = plane_content_key(image)
     return str(path or name), region or None
