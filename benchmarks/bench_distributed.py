@@ -69,7 +69,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             report = run_to_end(batch_iter(pred, src, Path(tmp) / f"out{workers}", client=client))
             row[f"seconds_{workers}w"] = round(time.perf_counter() - t0, 1)
-            row[f"files_per_s_{workers}w"] = round(len(report["done"]) / row[f"seconds_{workers}w"], 3)
+            row[f"files_per_s_{workers}w"] = round(len(report.done) / row[f"seconds_{workers}w"], 3)
             close_client(client)
     row["speedup"] = round(row["seconds_1w"] / row["seconds_2w"], 2)
     row["load_after"] = round(os.getloadavg()[0], 2)

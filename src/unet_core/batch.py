@@ -24,6 +24,7 @@ import datetime as _dt
 import json
 import logging
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generator
 
@@ -44,6 +45,24 @@ STATUS_NAME = ".napari-unet-batch.json"
 # errors of one file that must not stop the folder (torch's OOM is a RuntimeError)
 FILE_ERRORS = (UNetError, OSError, ValueError, MemoryError, RuntimeError, zlib.error)
 
+
+@dataclass
+class BatchReport:
+    """What a batch did with each input (names relative to the input folder).
+
+    Attributes
+    ----------
+    done : list of str
+        Segmented now.
+    skipped : list of str
+        Already done with the same content, model and settings (a resumed batch).
+    failed : list of (str, str)
+        Inputs that could not be segmented, and why.
+    """
+
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
 
 def output_paths(stem: str, output_dir, outputs=("labels", "csv"), as_zarr: bool = False) -> dict[str, Path]:
     """Where the ``outputs`` of input ``<stem>.*`` go: {"labels": .../<stem>_labels.tif, ...}
@@ -250,8 +269,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
 
     Returns
     -------
-    dict
-        ``{"done": [names], "skipped": [names], "failed": [(name, message)]}``.
+    BatchReport
 
     Raises
     ------
@@ -278,7 +296,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
         model_id = card.get("sha256") or card.get("name")
         status_path = output_dir / STATUS_NAME
         status = _read_status(status_path)
-        report = {"done": [], "skipped": [], "failed": []}
+        report = BatchReport()
         todo, n = [], len(files)
         for src in files:
             name = str(src.relative_to(input_dir))
@@ -289,8 +307,8 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
                 content = {"stat": [0, 0], "hash": f"unreadable: {err}"}
             key = _job_key(content, model_id, outputs, pred, zarr, ome_labels)
             if resume and _is_up_to_date(output_dir, record, key):
-                report["skipped"].append(name)
-                yield Progress(len(report["skipped"]), n, Stage.BATCH, {"file": name, "status": "skipped"})
+                report.skipped.append(name)
+                yield Progress(len(report.skipped), n, Stage.BATCH, {"file": name, "status": "skipped"})
                 continue
             todo.append((src, name, stems[src], content, key))
         if client is not None:
@@ -304,7 +322,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
 
 def record_result(report, status, status_path, name, content, key, result, error):
     if error is None:
-        report["done"].append(name)
+        report.done.append(name)
         status[name] = {"status": "done", "key": key, "content": content,
                         "objects": result["objects"], "outputs": result["outputs"],
                         "settings": result.get("settings"),
@@ -312,7 +330,7 @@ def record_result(report, status, status_path, name, content, key, result, error
                         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     else:
         log.warning("batch: %s failed: %s", name, error)
-        report["failed"].append((name, error))
+        report.failed.append((name, error))
         status[name] = {"status": "failed", "error": error, "key": key, "content": content}
     _write_status(status_path, status)
     info = {"file": name, "status": "done" if error is None else "failed"}
@@ -321,8 +339,8 @@ def record_result(report, status, status_path, name, content, key, result, error
     return info
 
 
-def count_files(report) -> int:
-    return sum(len(v) for v in report.values())
+def count_files(report: BatchReport) -> int:
+    return len(report.done) + len(report.skipped) + len(report.failed)
 
 
 def _remove_stale_temporaries(output_dir: Path) -> None:

@@ -61,11 +61,11 @@ def cmd_batch(args) -> int:
             from .distributed import close_client
 
             close_client(client)
-    done, skipped, failed = (len(report[k]) for k in ("done", "skipped", "failed"))
+    done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     print(f"{done} done, {skipped} skipped (up to date), {failed} failed -> {args.output}")
     if failed:
         print("failed files:", file=sys.stderr)
-        for name, msg in report["failed"]:
+        for name, msg in report.failed:
             print(f"  {name}: {msg}", file=sys.stderr)
     return 1 if failed else 0
 

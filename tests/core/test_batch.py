@@ -39,9 +39,9 @@ def test_batch_writes_outputs_and_reports_corrupt_file(folder, tmp_path, saved_m
     out = tmp_path / "out"
     items, report = _run(batch_iter(saved_model, folder, out, outputs=("labels", "prob", "csv"),
                                     device="cpu"))
-    assert report["done"] == ["img0.tif", "img2.tif"]
-    assert report["skipped"] == []
-    [(name, msg)] = report["failed"]
+    assert report.done == ["img0.tif", "img2.tif"]
+    assert report.skipped == []
+    [(name, msg)] = report.failed
     assert name == "img1.tif" and "corrupt" in msg and "img1.tif" in msg
     per_file = [p for p in items if p.stage == "batch"]
     assert [(p.done, p.total, p.info["status"]) for p in per_file] == \
@@ -70,23 +70,23 @@ def test_batch_resume_skips_finished_files(folder, tmp_path, saved_model):
     run_to_end(batch_iter(pred, folder, out))
     before = (out / "img0_labels.tif").stat().st_mtime_ns
     report = run_to_end(batch_iter(pred, folder, out))
-    assert report["skipped"] == ["img0.tif", "img2.tif"]
-    assert report["done"] == [] and [n for n, _ in report["failed"]] == ["img1.tif"]
+    assert report.skipped == ["img0.tif", "img2.tif"]
+    assert report.done == [] and [n for n, _ in report.failed] == ["img1.tif"]
     assert (out / "img0_labels.tif").stat().st_mtime_ns == before
     # a touched input with the same content is still skipped (resume is keyed on content)
     later = before + 10 ** 9
     os.utime(folder / "img2.tif", ns=(later, later))
     report = run_to_end(batch_iter(pred, folder, out))
-    assert report["skipped"] == ["img0.tif", "img2.tif"]
+    assert report.skipped == ["img0.tif", "img2.tif"]
     # a changed input is segmented again; so is everything without resume
     tifffile.imwrite(folder / "img2.tif", synthetic_nuclei((64, 64), seed=7)[0])
     report = run_to_end(batch_iter(pred, folder, out))
-    assert report["done"] == ["img2.tif"] and report["skipped"] == ["img0.tif"]
+    assert report.done == ["img2.tif"] and report.skipped == ["img0.tif"]
     # another tiling (another result) is not the same job either
     report = run_to_end(batch_iter(Predictor(saved_model, device="cpu", tile=32), folder, out))
-    assert report["done"] == ["img0.tif", "img2.tif"]
+    assert report.done == ["img0.tif", "img2.tif"]
     report = run_to_end(batch_iter(pred, folder, out, resume=False))
-    assert report["done"] == ["img0.tif", "img2.tif"]
+    assert report.done == ["img0.tif", "img2.tif"]
 
 
 def test_batch_missing_output_is_redone(folder, tmp_path, saved_model):
@@ -94,7 +94,7 @@ def test_batch_missing_output_is_redone(folder, tmp_path, saved_model):
     run_to_end(batch_iter(saved_model, folder, out, device="cpu"))
     (out / "img0_objects.csv").unlink()
     report = run_to_end(batch_iter(saved_model, folder, out, device="cpu"))
-    assert report["done"] == ["img0.tif"] and report["skipped"] == ["img2.tif"]
+    assert report.done == ["img0.tif"] and report.skipped == ["img2.tif"]
 
 
 def test_batch_cancel_leaves_no_partial_files(folder, tmp_path, saved_model):

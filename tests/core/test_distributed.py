@@ -50,10 +50,10 @@ def test_cluster_batch_equals_local_batch(client, folder, tmp_path, saved_model)
     pred = Predictor(saved_model, device="cpu")
     local = run_to_end(batch_iter(pred, folder, tmp_path / "local", block=64))
     remote = run_to_end(batch_iter(pred, folder, tmp_path / "remote", block=64, client=client))
-    assert sorted(local["done"]) == sorted(remote["done"]) == \
+    assert sorted(local.done) == sorted(remote.done) == \
         ["big.zarr", "img0.tif", "img1.tif", "img2.tif", "img3.tif"]
-    assert [n for n, _ in remote["failed"]] == ["bad.tif"]
-    assert "corrupt" in dict(remote["failed"])["bad.tif"]
+    assert [n for n, _ in remote.failed] == ["bad.tif"]
+    assert "corrupt" in dict(remote.failed)["bad.tif"]
     for stem in ("img0", "img1", "img2", "img3", "big"):
         a = tifffile.imread(tmp_path / "local" / f"{stem}_labels.tif")
         b = tifffile.imread(tmp_path / "remote" / f"{stem}_labels.tif")

@@ -37,7 +37,7 @@ def test_batch_writes_ngff_labels_into_an_ome_zarr_input(tmp_path, saved_model, 
     tifffile.imwrite(src / "plain.tif", (image * 1000).astype(np.uint16))
     pred = Predictor(saved_model, device="cpu", diameter=None)
     report = run_to_end(batch_iter(pred, src, tmp_path / "out"))
-    assert sorted(report["done"]) == ["plain.tif", "plate.zarr"]
+    assert sorted(report.done) == ["plain.tif", "plate.zarr"]
 
     where = src / "plate.zarr" / "labels" / "nuclei"
     labels = open_image(where)                        # read back as an OME-Zarr image
@@ -58,7 +58,7 @@ def test_batch_writes_ngff_labels_into_an_ome_zarr_input(tmp_path, saved_model, 
 
     # the labels written into the input do not make the input look changed
     again = run_to_end(batch_iter(pred, src, tmp_path / "out"))
-    assert sorted(again["skipped"]) == ["plain.tif", "plate.zarr"]
+    assert sorted(again.skipped) == ["plain.tif", "plate.zarr"]
 
 
 def test_ome_labels_can_be_left_out(tmp_path, saved_model):
