@@ -1,4 +1,4 @@
-"""Non-Qt helpers of the widgets: predictor cache, worker jobs, error messages.
+"""Non-Qt helpers of the widgets: predictor cache and the worker jobs.
 
 Everything here runs without Qt or napari; the generator "jobs" run inside napari
 thread workers and only yield :class:`~unet_core.Progress` and return results.
@@ -13,52 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_core import Predictor, Progress, UNetError, load_model
+from unet_core import Predictor, Progress, load_model
+from unet_core.progress import Stage
 
 log = logging.getLogger(__name__)
 
 #: Tiling choices of the Segment widget: (label, preset key).
 TILINGS = (("exact (default)", "exact"), ("classic 128 -> 256", "classic"), ("custom", "custom"))
-
-#: What the user reads for an engine stage.
-STAGE_TEXT = {"load": "Loading model", "compile": "Compiling the network (once per model)",
-              "estimate": "Estimating nucleus size",
-              "predict": "Predicting tiles",
-              "instances": "Separating nuclei", "file": "Segmenting", "batch": "Segmenting"}
-
-
-def available_devices() -> list[str]:
-    """Devices to offer: "auto", "cpu", then "cuda" / "mps" when PyTorch sees them."""
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def inference_choices() -> list[tuple[str, tuple[str, str, str]]]:
-    """What can run the network here, as (text, (device, backend, precision)).
-
-    "auto" first, with what it resolves to ("auto: cpu, OpenVINO bf16"); then the
-    CPU with each installed backend and precision, then the GPUs (PyTorch).
-    """
-    from unet_core import backends
-    from unet_core.devices import resolve_device
-
-    auto_device = resolve_device("auto")
-    auto = backends.describe(*backends.resolve("auto", "auto", auto_device))
-    choices = [(f"auto: {auto_device.type}, {auto}", ("auto", "auto", "auto"))]
-    for backend in backends.installed():
-        precisions = ["f32"] + (["bf16"] if backend == "openvino" and backends.cpu_bf16() else [])
-        choices += [(f"cpu, {backends.describe(backend, p)}", ("cpu", backend, p))
-                    for p in precisions]
-    choices += [(f"{d}, PyTorch", (d, "torch", "auto")) for d in available_devices()[2:]]
-    return choices
-
 
 @dataclass(frozen=True)
 class PredictorKey:
@@ -163,7 +124,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
 
     Yields Progress (stage "load", then the engine's); returns a :class:`SegmentResult`.
     """
-    yield Progress(0, 1, "load")
+    yield Progress(0, 1, Stage.LOAD)
     pred = cache.get(key).with_options(diameter=diameter, stain=stain)
     t0 = time.perf_counter()
     compiled = pred.engine is None
@@ -186,7 +147,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
 def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):
     """Generator job: the image's :class:`~unet_core.scale.ImageSettings` with an
     estimated nucleus diameter."""
-    yield Progress(0, 1, "load")
+    yield Progress(0, 1, Stage.LOAD)
     pred = cache.get(key).with_options(diameter="auto", stain=stain)
     return (yield from pred.settings_iter(data))
 
@@ -208,7 +169,7 @@ def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, d
     (``scheduler`` None), a local dask cluster ("local") or a scheduler's address."""
     from unet_core.batch import batch_iter
 
-    yield Progress(0, 1, "load")
+    yield Progress(0, 1, Stage.LOAD)
     pred = cache.get(key).with_options(diameter=diameter, stain=stain)
     if not scheduler:
         return (yield from batch_iter(pred, input_dir, output_dir, **kwargs))
@@ -219,17 +180,3 @@ def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, d
         return (yield from batch_iter(pred, input_dir, output_dir, client=client, **kwargs))
     finally:
         close_client(client)
-
-
-def describe_error(exc: BaseException, action: str = "Segmentation") -> str:
-    """A message for the person at the keyboard; unexpected errors are logged in full."""
-    if isinstance(exc, UNetError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return (f"{action} ran out of memory. Choose 'custom' tiling with a smaller tile, "
-                "the cpu device, or a smaller part of the image.")
-    if type(exc).__name__ == "OutOfMemoryError":   # torch.cuda.OutOfMemoryError
-        return (f"{action} ran out of GPU memory. Choose 'custom' tiling with a smaller tile "
-                "or the cpu device.")
-    log.error("%s failed", action, exc_info=(type(exc), exc, exc.__traceback__))
-    return f"{action} failed: {type(exc).__name__}: {exc}"

@@ -19,14 +19,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import available_devices, inference_choices
+from ._inference import device_combo, inference_combo, tta_check
 from ._model_picker import ModelPicker
 from ._run_bar import RunBar
 from ._scale_controls import ScaleControls
 from ._training import default_training_dir
 
-__all__ = ["FolderEdit", "ModelPicker", "RunBar", "ScaleControls", "chosen_layer", "combo_box", "device_combo", "fill_layer_combo",
-           "form_row", "inference_combo", "lr_combo", "make_form", "spin_box", "start_job", "status_label",
+__all__ = ["FolderEdit", "ModelPicker", "RunBar", "ScaleControls", "boxes_row", "check_box", "chosen_layer", "combo_box", "device_combo", "fill_layer_combo",
+           "form_row", "inference_combo", "lr_combo", "make_form", "spin_box", "status_label",
            "training_set_edit", "tta_check", "watch_layers"]
 
 
@@ -53,6 +53,23 @@ def fill_layer_combo(combo: QComboBox, viewer, kind, prefer: str | None = None) 
     elif names:
         combo.setCurrentIndex(len(names) - 1)
     combo.blockSignals(False)
+
+
+def check_box(text: str, tip: str, checked: bool = False) -> QCheckBox:
+    """A check box with a tooltip."""
+    box = QCheckBox(text)
+    box.setChecked(checked)
+    box.setToolTip(tip)
+    return box
+
+
+def boxes_row(*boxes) -> QHBoxLayout:
+    """Widgets side by side, then space."""
+    row = QHBoxLayout()
+    for box in boxes:
+        row.addWidget(box)
+    row.addStretch(1)
+    return row
 
 
 def combo_box(tip: str, items=()) -> QComboBox:
@@ -135,39 +152,6 @@ def lr_combo(value: float, rates=(1e-3, 3e-4, 1e-4, 3e-5, 1e-5)) -> QComboBox:
     return combo
 
 
-def device_combo(parent=None) -> QComboBox:
-    """A combo of the devices PyTorch can use here ("auto" first)."""
-    combo = QComboBox(parent)
-    combo.addItems(available_devices())
-    combo.setToolTip("auto: the GPU when there is one, else the CPU")
-    return combo
-
-
-def inference_combo(parent=None) -> QComboBox:
-    """The device and backend choice of Segment and Batch: "auto" (showing what it
-    resolved to), the CPU with each installed backend and precision, then the GPUs.
-    Item data: (device, backend, precision)."""
-    from unet_core.backends import INSTALL_HINT, installed
-
-    combo = QComboBox(parent)
-    for text, data in inference_choices():
-        combo.addItem(text, data)
-    tip = ("What runs the network. auto: the GPU when there is one (PyTorch), else the fastest "
-           "CPU backend installed; bf16 only where this CPU executes it natively.")
-    if installed() == ["torch"]:
-        tip += f"\n{INSTALL_HINT}."
-    combo.setToolTip(tip)
-    return combo
-
-
-def tta_check(parent=None) -> QCheckBox:
-    """The test-time augmentation box (unticked: one pass per tile)."""
-    box = QCheckBox("test-time augmentation (4x slower)", parent)
-    box.setToolTip("Average the network over each image and its mirror images: fewer split or "
-                   "merged nuclei, four times the compute")
-    return box
-
-
 class FolderEdit(QWidget):
     """A folder path field with a browse button (``button_text``, "..." by default)."""
 
@@ -196,38 +180,3 @@ class FolderEdit(QWidget):
         folder = QFileDialog.getExistingDirectory(self, self.caption, self.path())
         if folder:
             self.set_path(folder)
-
-
-def _on_warned(args: tuple) -> None:
-    """A worker's warning (``warnings.showwarning`` arguments): the engine's own ones
-    (e.g. a fast backend falling back to PyTorch) reach the user; libraries' notes do not."""
-    from napari.utils.notifications import show_warning
-
-    from unet_core.backends import BackendWarning
-
-    message, category = args[0], args[1]
-    if issubclass(category, BackendWarning):
-        show_warning(str(message))
-
-
-def start_job(owner, title: str, job, *args, **kwargs):
-    """Run the generator function ``job(*args, **kwargs)`` off the GUI thread for ``owner``.
-
-    The worker's signals go to ``owner._on_yielded``, ``_on_returned``, ``_on_errored``,
-    ``_on_aborted`` and ``_on_finished`` (connected before it starts), it is kept in
-    ``owner._worker`` and ``owner.run_bar`` shows ``title``.  superqt's worker, not
-    napari's: napari's also posts every error with its traceback, and the user should
-    get one readable message (each widget's ``_on_errored``).
-    """
-    from napari.qt.threading import create_worker
-    from superqt.utils import GeneratorWorker
-
-    worker = create_worker(job, *args, **kwargs, _worker_class=GeneratorWorker,
-                           _ignore_errors=True, _start_thread=False)
-    for signal in ("yielded", "returned", "errored", "aborted", "finished"):
-        getattr(worker, signal).connect(getattr(owner, f"_on_{signal}"))
-    worker.warned.connect(_on_warned)
-    owner._worker = worker
-    owner.run_bar.begin(title)
-    worker.start()
-    return worker

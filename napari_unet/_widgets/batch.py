@@ -4,21 +4,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from ._common import PredictorCache, PredictorKey, batch_job, describe_error
-from ._controls import FolderEdit, ModelPicker, RunBar, ScaleControls, inference_combo, start_job, tta_check
+from unet_core import Progress
+from unet_core.progress import Stage
+
+from ._common import PredictorCache, PredictorKey, batch_job
+from ._controls import (
+    FolderEdit,
+    ModelPicker,
+    RunBar,
+    ScaleControls,
+    boxes_row,
+    check_box,
+    inference_combo,
+    make_form,
+    tta_check,
+)
+from ._jobs import JobRunner
 
 
 def scheduler_combo() -> QComboBox:
@@ -51,9 +54,7 @@ class BatchWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._cache = PredictorCache()
-        self._worker = None
         self._counts = {"done": 0, "skipped": 0, "failed": 0}
-        self._ending = ("Done", "Done")   # (bar, status line) once the running job ends
         self._input_dir = ""
 
         self.input_edit = FolderEdit("Choose the folder of input images")
@@ -62,60 +63,46 @@ class BatchWidget(QWidget):
         self.output_edit = FolderEdit("Choose the folder for the results")
         self.model_picker = ModelPicker()
         self.device_combo = inference_combo()
-        self.labels_check = QCheckBox("labels")
-        self.labels_check.setChecked(True)
-        self.labels_check.setToolTip("<stem>_labels.tif: uint32 instance labels")
-        self.prob_check = QCheckBox("probabilities")
-        self.prob_check.setToolTip("<stem>_prob.tif: float32 probability maps")
-        self.csv_check = QCheckBox("CSV")
-        self.csv_check.setChecked(True)
-        self.csv_check.setToolTip("<stem>_objects.csv: area, centroid, intensity ... per object")
-        outputs = QHBoxLayout()
-        for box in (self.labels_check, self.prob_check, self.csv_check):
-            outputs.addWidget(box)
-        outputs.addStretch(1)
+        self.labels_check = check_box("labels", "<stem>_labels.tif: uint32 instance labels", True)
+        self.prob_check = check_box("probabilities", "<stem>_prob.tif: float32 probability maps")
+        self.csv_check = check_box("CSV", "<stem>_objects.csv: area, centroid, intensity ... per "
+                                   "object", True)
         self.tta_check = tta_check()
         self.scale = ScaleControls(self, estimate=False)   # "auto": estimated per file
         self.scheduler_combo = scheduler_combo()
-        self.resume_check = QCheckBox("skip files already done")
-        self.resume_check.setChecked(True)
-        self.resume_check.setToolTip("Resume: skip files done before with the same content, "
-                                     "model and settings whose outputs are all there")
+        self.resume_check = check_box("skip files already done", "Resume: skip files done before "
+                                      "with the same content, model and settings whose outputs "
+                                      "are all there", True)
         self.run_bar = RunBar()
+        self.jobs = JobRunner(self.run_bar, "Batch segmentation", progress=self._on_progress,
+                              result=self._on_result,
+                              cancelled="Cancelled (finished files are kept; Run resumes).")
         self.counts_label = QLabel()
         self.failed_list = QListWidget()
         self.failed_list.setWordWrap(True)
         self.failed_list.setToolTip("Files that could not be segmented, and why")
         self.failed_list.setMinimumHeight(60)
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        form.addRow("Input", self.input_edit)
-        form.addRow("Files", self.pattern_edit)
-        form.addRow("Output", self.output_edit)
-        form.addRow("Model", self.model_picker)
-        form.addRow("Nucleus size", self.scale.size_row)
-        form.addRow("Stain", self.scale.stain_combo)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Run on", self.scheduler_combo)
-        form.addRow("Write", outputs)
-        form.addRow("", self.tta_check)
-        form.addRow("", self.resume_check)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(make_form(
+            ("Input", self.input_edit), ("Files", self.pattern_edit),
+            ("Output", self.output_edit), ("Model", self.model_picker),
+            ("Nucleus size", self.scale.size_row), ("Stain", self.scale.stain_combo),
+            ("Device", self.device_combo), ("Run on", self.scheduler_combo),
+            ("Write", boxes_row(self.labels_check, self.prob_check, self.csv_check)),
+            ("", self.tta_check), ("", self.resume_check)))
         layout.addWidget(self.run_bar)
         layout.addWidget(self.counts_label)
         layout.addWidget(QLabel("Failed files:"))
         layout.addWidget(self.failed_list, 1)
 
         self.run_bar.run.connect(self._on_run)
-        self.run_bar.cancel.connect(self._on_cancel)
         self._show_counts()
 
     @property
     def running(self) -> bool:
         """Whether a batch is in progress."""
-        return self._worker is not None
+        return self.jobs.running
 
     def outputs(self) -> tuple[str, ...]:
         """The outputs ticked, as :func:`~unet_core.batch.batch_iter` names them."""
@@ -143,15 +130,14 @@ class BatchWidget(QWidget):
         key = PredictorKey(self.model_picker.model_path(), device, tta=self.tta_check.isChecked(),
                            backend=backend, precision=precision)
         self._counts = {"done": 0, "skipped": 0, "failed": 0}
-        self._ending = ("Done", "Done")
         self._input_dir = str(Path(self.input_edit.path()))
         self.failed_list.clear()
         self._show_counts()
-        start_job(self, "Batch segmentation", batch_job, self._cache, key, self.input_edit.path(),
-                  self.output_edit.path(), pattern=self.pattern_edit.text().strip() or "*",
-                  outputs=self.outputs(), device=key.device, resume=self.resume_check.isChecked(),
-                  diameter=self.scale.diameter(), stain=self.scale.stain(),
-                  scheduler=self.scheduler())
+        self.jobs.start("Batch segmentation", batch_job, self._cache, key, self.input_edit.path(),
+                        self.output_edit.path(), pattern=self.pattern_edit.text().strip() or "*",
+                        outputs=self.outputs(), device=key.device,
+                        resume=self.resume_check.isChecked(), diameter=self.scale.diameter(),
+                        stain=self.scale.stain(), scheduler=self.scheduler())
 
     def scheduler(self) -> str | None:
         """None (this process), "local" (a dask LocalCluster) or a scheduler address."""
@@ -161,18 +147,14 @@ class BatchWidget(QWidget):
             return self.scheduler_combo.itemData(index) or None
         return text or None
 
-    def _on_cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.quit()
-
-    def _on_yielded(self, p) -> None:
+    def _on_progress(self, p) -> None:
         info = p.info or {}
-        if p.stage == "file":
+        if p.stage == Stage.FILE:
             frac = (p.done + info.get("fraction", 0.0)) / max(p.total, 1)
             text = f"{p.done + 1}/{p.total}  {info.get('file', '')}"
-            self.run_bar.report(type(p)(int(frac * 1000), 1000, p.stage), text)
+            self.run_bar.report(Progress(int(frac * 1000), 1000, p.stage), text)
             return
-        if p.stage != "batch":
+        if p.stage != Stage.BATCH:
             self.run_bar.report(p)
             return
         status = info.get("status")
@@ -188,22 +170,9 @@ class BatchWidget(QWidget):
             self.failed_list.addItem(item)
         self.run_bar.report(p, f"{p.done}/{p.total} files")
 
-    def _on_returned(self, report: dict) -> None:
-        n_failed = len(report["failed"])
-        self._ending = ("Done", f"Finished: {len(report['done'])} segmented, "
-                                f"{len(report['skipped'])} skipped, {n_failed} failed.")
+    def _on_result(self, report) -> str:
+        n_failed = len(report.failed)
         if n_failed:
             show_info(f"Batch: {n_failed} file(s) failed.")
-
-    def _on_errored(self, exc) -> None:
-        message = describe_error(exc, "Batch segmentation")
-        self._ending = ("Failed", f"Failed: {message}")
-        show_error(message)
-
-    def _on_aborted(self) -> None:
-        self._ending = ("Cancelled", "Cancelled (finished files are kept; Run resumes).")
-
-    def _on_finished(self) -> None:
-        outcome, message = self._ending
-        self.run_bar.end(message, outcome)
-        self._worker = None
+        return (f"Finished: {len(report.done)} segmented, {len(report.skipped)} skipped, "
+                f"{n_failed} failed.")

@@ -3,50 +3,29 @@ from __future__ import annotations
 
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from unet_core.scale import ImageSettings
 
-from ._common import (
-    TILINGS,
-    PredictorCache,
-    PredictorKey,
-    describe_error,
-    estimate_job,
-    layer_pixels,
-    segment_job,
+from ._common import TILINGS, PredictorCache, PredictorKey, estimate_job, layer_pixels, segment_job
+from ._controls import (
+    ModelPicker,
+    RunBar,
+    ScaleControls,
+    boxes_row,
+    check_box,
+    chosen_layer,
+    combo_box,
+    fill_layer_combo,
+    form_row,
+    inference_combo,
+    make_form,
+    spin_box,
+    tta_check,
+    watch_layers,
 )
-from ._controls import ModelPicker, RunBar, ScaleControls, inference_combo, start_job, tta_check
-
-
-def _spin(low: int, high: int, value: int, step: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box
-
-
-def _warm_up_labels() -> None:
-    """Create (and drop) a 1 px Labels layer.
-
-    napari's first Labels layer of a session costs ~0.6 s of lazy imports and colour
-    maps on the GUI thread.  Paying it when the dock opens keeps the first result from
-    freezing the viewer (see benchmarks/bench_responsiveness.py).
-    """
-    import numpy as np
-
-    Labels(np.zeros((1, 1), np.uint8))
+from ._jobs import JobRunner
+from ._layers import warm_up_labels
 
 
 class SegmentWidget(QWidget):
@@ -67,60 +46,40 @@ class SegmentWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._cache = PredictorCache()
-        self._worker = None
         self._source = None        # the image layer of the running job
         self._want = (True, False)  # (labels, probabilities) of the running job
-        self._ending = ("Done", "Done")   # (bar, status line) once the running job ends
-        _warm_up_labels()
+        warm_up_labels()
 
-        self.image_combo = QComboBox()
-        self.image_combo.setToolTip("Image layer to segment")
+        self.image_combo = combo_box("Image layer to segment")
         self.model_picker = ModelPicker()
         self.device_combo = inference_combo()
-        self.tiling_combo = QComboBox()
-        for text, key in TILINGS:
-            self.tiling_combo.addItem(text, key)
-        self.tiling_combo.setToolTip(
+        self.tiling_combo = combo_box(
             "exact: large tiles with a halo that makes tiled output equal to a whole-image "
-            "pass\nclassic: 128 px cores in 256 px tiles\ncustom: choose tile and halo")
-        self.tile_spin = _spin(16, 8192, 512, 16, "Largest tile core in px (rounded to the model's "
-                               "alignment)")
-        self.halo_spin = _spin(0, 512, 96, 8, "Border read around each tile, px")
-        self.batch_spin = _spin(0, 64, 0, 1, "Tiles per forward pass (auto: as memory allows)")
-        self.batch_spin.setSpecialValueText("auto")
-        self.custom_row = QWidget()
-        row = QHBoxLayout(self.custom_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        for text, box in (("tile", self.tile_spin), ("halo", self.halo_spin),
-                          ("batch", self.batch_spin)):
-            row.addWidget(QLabel(text))
-            row.addWidget(box, 1)
-        self.labels_check = QCheckBox("instances")
-        self.labels_check.setChecked(True)
-        self.labels_check.setToolTip('Add / update the Labels layer "<image> labels"')
-        self.prob_check = QCheckBox("probabilities")
-        self.prob_check.setToolTip('Add / update the image layer "<image> probabilities"')
-        outputs = QHBoxLayout()
-        outputs.addWidget(self.labels_check)
-        outputs.addWidget(self.prob_check)
-        outputs.addStretch(1)
+            "pass\nclassic: 128 px cores in 256 px tiles\ncustom: choose tile and halo", TILINGS)
+        self.tile_spin = spin_box(16, 8192, 512, 16, "Largest tile core in px (rounded to the "
+                                  "model's alignment)")
+        self.halo_spin = spin_box(0, 512, 96, 8, "Border read around each tile, px")
+        self.batch_spin = spin_box(0, 64, 0, 1, "Tiles per forward pass (auto: as memory allows)",
+                                   special="auto")
+        self.custom_row = form_row(("tile", self.tile_spin), ("halo", self.halo_spin),
+                                   ("batch", self.batch_spin))
+        self.labels_check = check_box("instances", 'Add / update the Labels layer "<image> labels"',
+                                      True)
+        self.prob_check = check_box("probabilities",
+                                    'Add / update the image layer "<image> probabilities"')
         self.tta_check = tta_check()
         self.scale = ScaleControls(self)
         self.run_bar = RunBar()
+        self.jobs = JobRunner(self.run_bar, "Segmentation", result=self._on_result,
+                              finished=self._on_job_over)
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        form.addRow("Image", self.image_combo)
-        form.addRow("Model", self.model_picker)
-        form.addRow("Nucleus size", self.scale.size_row)
-        form.addRow("Stain", self.scale.stain_combo)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Tiling", self.tiling_combo)
-        form.addRow("", self.custom_row)
-        form.addRow("", self.tta_check)
-        form.addRow("Outputs", outputs)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(make_form(
+            ("Image", self.image_combo), ("Model", self.model_picker),
+            ("Nucleus size", self.scale.size_row), ("Stain", self.scale.stain_combo),
+            ("Device", self.device_combo), ("Tiling", self.tiling_combo),
+            ("", self.custom_row), ("", self.tta_check),
+            ("Outputs", boxes_row(self.labels_check, self.prob_check))))
         layout.addWidget(self.run_bar)
         layout.addStretch(1)
 
@@ -129,10 +88,7 @@ class SegmentWidget(QWidget):
         self.prob_check.toggled.connect(self._on_outputs_changed)
         self.run_bar.run.connect(self._on_run)
         self.scale.estimate.connect(self._on_estimate)
-        self.run_bar.cancel.connect(self._on_cancel)
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered, events.renamed):
-            event.connect(self._on_layers_changed)
+        watch_layers(self.viewer, self._on_layers_changed)
         self._on_tiling_changed()
         self._on_layers_changed()
 
@@ -140,13 +96,11 @@ class SegmentWidget(QWidget):
     @property
     def running(self) -> bool:
         """Whether a segmentation is in progress."""
-        return self._worker is not None
+        return self.jobs.running
 
     def image_layer(self) -> Image | None:
         """The chosen image layer, or None."""
-        name = self.image_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        return layer if isinstance(layer, Image) else None
+        return chosen_layer(self.image_combo, self.viewer, Image)
 
     def predictor_key(self) -> PredictorKey:
         """Model, device and tiling as chosen in the widget."""
@@ -161,19 +115,7 @@ class SegmentWidget(QWidget):
 
     # -- slots ---------------------------------------------------------------------
     def _on_layers_changed(self, event=None) -> None:
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        active = self.viewer.layers.selection.active
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        elif isinstance(active, Image):
-            self.image_combo.setCurrentText(active.name)
-        elif names:
-            self.image_combo.setCurrentIndex(len(names) - 1)
-        self.image_combo.blockSignals(False)
+        fill_layer_combo(self.image_combo, self.viewer, Image)
         self._on_outputs_changed()
 
     def _on_tiling_changed(self, index=None) -> None:
@@ -196,7 +138,7 @@ class SegmentWidget(QWidget):
         if key.model is None:
             show_error("No model is installed: choose a model folder with Model > Browse...")
             return None
-        self._source, self._ending = layer, ("Done", "Done")
+        self._source = layer
         return layer, key
 
     def _on_run(self) -> None:
@@ -204,29 +146,21 @@ class SegmentWidget(QWidget):
         if ready:
             layer, key = ready
             self._want = (self.labels_check.isChecked(), self.prob_check.isChecked())
-            start_job(self, f"Segmenting {layer.name}", segment_job, self._cache, key,
-                      layer_pixels(layer), self.scale.diameter(), self.scale.stain(),
-                      self._want[1], layer.name)
+            self.jobs.start(f"Segmenting {layer.name}", segment_job, self._cache, key,
+                            layer_pixels(layer), self.scale.diameter(), self.scale.stain(),
+                            self._want[1], layer.name)
 
     def _on_estimate(self) -> None:
         ready = self._ready()
         if ready:
             layer, key = ready
-            start_job(self, f"Estimating the nuclei of {layer.name}", estimate_job, self._cache,
-                      key, layer_pixels(layer), self.scale.stain())
+            self.jobs.start(f"Estimating the nuclei of {layer.name}", estimate_job, self._cache,
+                            key, layer_pixels(layer), self.scale.stain())
 
-    def _on_cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.quit()
-
-    def _on_yielded(self, p) -> None:
-        self.run_bar.report(p)
-
-    def _on_returned(self, result) -> None:
+    def _on_result(self, result) -> str:
         if isinstance(result, ImageSettings):
             self.scale.show_estimate(result)
-            self._ending = ("Done", f"Estimate: {result.describe()}")
-            return
+            return f"Estimate: {result.describe()}"
         src = self._source
         place = {"scale": src.scale, "translate": src.translate}
         want_labels, want_prob = self._want
@@ -240,21 +174,11 @@ class SegmentWidget(QWidget):
                                  blending="additive"))
         n = result.objects if result.objects is not None else int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
-        self._ending = ("Done", f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "
-                                f"({result.model}; {result.engine}{how})")
+        return (f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "
+                f"({result.model}; {result.engine}{how})")
 
-    def _on_errored(self, exc) -> None:
-        message = describe_error(exc)
-        self._ending = ("Failed", f"Failed: {message}")
-        show_error(message)
-
-    def _on_aborted(self) -> None:
-        self._ending = ("Cancelled", "Cancelled")
-
-    def _on_finished(self) -> None:
-        outcome, message = self._ending
-        self.run_bar.end(message, outcome)
-        self._worker = self._source = None
+    def _on_job_over(self) -> None:
+        self._source = None
         self._on_outputs_changed()
 
     def _put_layer(self, kind, name: str, data, kwargs: dict) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, UNetError
-from .progress import run_to_end
+from .progress import Stage, run_to_end
 
 log = logging.getLogger("napari-unet")
 
@@ -28,10 +28,10 @@ def _tqdm(**kw):
 def _drive(gen, bar):
     """Run a progress generator, moving a tqdm bar; return the generator's value."""
     def show(p):
-        if p.stage == "predict":
+        if p.stage == Stage.PREDICT:
             bar.total, bar.n = p.total, p.done
             bar.refresh()
-        elif p.stage == "compile" and p.done:
+        elif p.stage == Stage.COMPILE and p.done:
             info = p.info or {}
             what = describe(info.get("backend", "?"), info.get("precision", "?"))
             bar.write(f"network on {what}, ready in {info.get('seconds', 0.0):.1f} s "

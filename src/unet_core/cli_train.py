@@ -59,7 +59,7 @@ def _drive(gen, steps: int, quiet: bool = False):
                 bar.set_postfix(post, refresh=False)
                 bar.refresh()
             else:
-                bar.set_description(f"{p.stage} {p.done}/{p.total}" if p.done < p.total else "train")
+                bar.set_description(f"{p.stage} {p.done}/{p.total}" if p.done < p.total else str(Stage.TRAIN))
 
         return run_to_end(gen, show)
 
