@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .lazyio import CHUNK, create_array
-from .progress import Progress
+from .progress import Progress, Stage
 from .window import segment_window
 
 log = logging.getLogger(__name__)
@@ -304,20 +304,20 @@ def run_local(job: BlockJob, pred, measure: bool = True):
     blocks = job.plan.blocks()
     n = len(blocks)
     counts, clipped = {}, 0
-    yield Progress(0, n, "predict", {"blocks": n})
+    yield Progress(0, n, Stage.PREDICT, {"blocks": n})
     for k, ij in enumerate(blocks):
         counts[ij], c = segment_block(job, pred, ij)
         clipped += c
-        yield Progress(k + 1, n, "predict", {"blocks": n})
+        yield Progress(k + 1, n, Stage.PREDICT, {"blocks": n})
     offsets = offsets_of(job.plan, counts)
     for k, ij in enumerate(blocks):
         merge_block(job, offsets, ij)
-        yield Progress(k + 1, n, "instances")
+        yield Progress(k + 1, n, Stage.INSTANCES)
     table = None
     if measure:
         tables = []
         for k, ij in enumerate(blocks):
             tables.append(measure_block(job, offsets, counts, ij))
-            yield Progress(k + 1, n, "measure")
+            yield Progress(k + 1, n, Stage.MEASURE)
         table = concat_tables(tables)
     return sum(counts.values()), clipped, table

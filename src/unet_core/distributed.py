@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from .errors import InputError
-from .progress import Progress
+from .progress import Progress, Stage
 
 log = logging.getLogger(__name__)
 
@@ -116,25 +116,25 @@ def run_blocks(client, job, spec: dict, measure: bool = True):
 
     blocks = job.plan.blocks()
     n = len(blocks)
-    yield Progress(0, n, "predict", {"blocks": n})
+    yield Progress(0, n, Stage.PREDICT, {"blocks": n})
     futures = {client.submit(_segment_task, job, spec, ij, pure=False): ij for ij in blocks}
     counts, clipped = {}, 0
     for k, fut in enumerate(as_completed(futures)):
         counts[futures[fut]], c = fut.result()
         clipped += c
-        yield Progress(k + 1, n, "predict", {"blocks": n})
+        yield Progress(k + 1, n, Stage.PREDICT, {"blocks": n})
     offsets = offsets_of(job.plan, counts)
     merged = client.map(merge_block, [job] * n, [offsets] * n, blocks, pure=False)
     for k, fut in enumerate(as_completed(merged)):
         fut.result()
-        yield Progress(k + 1, n, "instances")
+        yield Progress(k + 1, n, Stage.INSTANCES)
     table = None
     if measure:
         futs = client.map(measure_block, [job] * n, [offsets] * n, [counts] * n, blocks, pure=False)
         tables = []
         for k, fut in enumerate(as_completed(futs)):
             tables.append(fut.result())
-            yield Progress(k + 1, n, "measure")
+            yield Progress(k + 1, n, Stage.MEASURE)
         table = concat_tables(tables)
     return sum(counts.values()), clipped, table
 

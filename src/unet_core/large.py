@@ -78,7 +78,7 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         0), and the diameter, scale and stain used (``ImageSettings.as_record()``;
         the ImageSettings itself under "image_settings").
     """
-    from .progress import Progress
+    from .progress import Progress, Stage
 
     image = source if isinstance(source, LazyImage) else open_image(source)
     first = next(iter(outputs.values()))
@@ -99,7 +99,7 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         objects, clipped, table = yield from run_blocks(client, job, model_spec, measure)
     else:
         objects, clipped, table = yield from run_local(job, block_predictor(pred), measure)
-    yield Progress(0, 1, "write")
+    yield Progress(0, 1, Stage.WRITE)
     if "labels" in outputs:
         _finish_array(work / "labels", Path(outputs["labels"]))
     if "prob" in outputs:
@@ -109,7 +109,7 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
 
         write_csv(outputs["csv"], table or {"label": np.zeros(0, np.int64)})
     shutil.rmtree(work, ignore_errors=True)
-    yield Progress(1, 1, "write")
+    yield Progress(1, 1, Stage.WRITE)
     return {"objects": int(objects), "clipped": int(clipped), "settings": settings.as_record(),
             "image_settings": settings}
 
@@ -155,7 +155,7 @@ def segment_to_pyramid_iter(pred, data, folder, want_prob: bool = False, block: 
     """
     import zarr
 
-    from .progress import Progress
+    from .progress import Progress, Stage
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -163,13 +163,13 @@ def segment_to_pyramid_iter(pred, data, folder, want_prob: bool = False, block: 
     if want_prob:
         outputs["prob"] = folder / "prob.zarr"
     result = yield from segment_file_iter(pred, LazyImage(data), outputs, block=block)
-    yield Progress(0, 1, "pyramid")
+    yield Progress(0, 1, Stage.PYRAMID)
     result["labels"] = build_pyramid(folder / "labels.zarr")
     result["foreground"] = None
     if want_prob:
         prob = zarr.open_array(str(outputs["prob"]), mode="r")
         result["foreground"] = build_pyramid(folder / "foreground.zarr", source=_Channel(prob, 0))
-    yield Progress(1, 1, "pyramid")
+    yield Progress(1, 1, Stage.PYRAMID)
     return result
 
 
