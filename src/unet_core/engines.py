@@ -130,8 +130,9 @@ class OnnxRuntimeEngine(_ExportedEngine):
         return self.session.run(None, {"x": x})[0]
 
 
-#: Compiled shapes an OpenVINO engine keeps (the most recently used).
-MAX_COMPILED = 2
+#: Compiled shapes an OpenVINO engine keeps (the most recently used): one keeps the
+#: peak memory of a block-wise run flat with the image's size.
+MAX_COMPILED = 1
 
 
 class OpenVinoEngine(_ExportedEngine):
@@ -159,9 +160,10 @@ class OpenVinoEngine(_ExportedEngine):
 
         Only the :data:`MAX_COMPILED` shapes used last are kept: each compiled model holds
         its own activation buffers, and the blocks of a large image come in several
-        window shapes (corner, edge, interior), which would otherwise add up (the
-        peak memory of a 16384 px image grew by ~0.1 GB per shape).  A shape that
-        comes back is loaded again from the compile cache (a fraction of a second).
+        window shapes (corner, edge, interior), which would otherwise add up (the peak
+        memory of a 16384 px image grew by ~0.1 GB per shape held).  A shape that comes
+        back is loaded again from the compile cache (a fraction of a second, a few
+        times per row of blocks).
         """
         shape = tuple(int(s) for s in shape)
         if shape in self._compiled:
