@@ -75,14 +75,15 @@ def finetune_child(base: str, folder, out_dir, config: FinetuneConfig):
     """A fine-tuning of ``base`` on the training set ``folder`` into ``out_dir``, to be run
     in a child process (:class:`~unet_core.child.ChildJob`): a crash there cannot take
     napari down, and the child's (GPU) memory is freed when it ends.  The child uses as
-    many torch threads as this process."""
+    many torch threads as this process, at a lower CPU priority, so napari stays
+    responsive while it trains on every core."""
     import torch
 
     from unet_core.child import ChildJob
     from unet_core.training.finetune import finetune_iter
 
     return ChildJob(finetune_iter, str(base), str(folder), str(out_dir), config,
-                    what="Fine-tuning", threads=torch.get_num_threads())
+                    what="Fine-tuning", threads=torch.get_num_threads(), nice=10)
 
 
 def finetune_job(child):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import traceback
@@ -46,7 +47,7 @@ def _portable(err: BaseException) -> BaseException:
 
 
 def _child_main(conn, cancel, threads: int | None, target: Callable, args: tuple,
-                kwargs: dict) -> None:
+                kwargs: dict, nice: int = 0) -> None:
     """The child's side: drive ``target(*args, **kwargs)`` and send what it yields.
 
     Messages are ``(kind, value)``: ("progress", Progress), then one of ("result",
@@ -54,6 +55,8 @@ def _child_main(conn, cancel, threads: int | None, target: Callable, args: tuple
     """
     # Ctrl-C in a terminal reaches the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)
     if threads:
         import torch
 
@@ -102,6 +105,9 @@ class ChildJob:
         What the job does, for messages ("Fine-tuning").
     threads : int, optional
         ``torch.set_num_threads`` in the child (default: torch's own choice).
+    nice : int
+        Lower the child's CPU priority by this much (POSIX ``nice``): it still uses
+        every idle core, but a process that needs the CPU (a viewer drawing) gets it.
 
     Notes
     -----
@@ -110,9 +116,9 @@ class ChildJob:
     """
 
     def __init__(self, target: Callable, *args, what: str = "The job", threads: int | None = None,
-                 **kwargs):
+                 nice: int = 0, **kwargs):
         self.target, self.args, self.kwargs = target, args, kwargs
-        self.what, self.threads = what, threads
+        self.what, self.threads, self.nice = what, threads, nice
         self._ctx = mp.get_context("spawn")
         self._cancel = self._ctx.Event()
         self._proc = None
@@ -147,7 +153,8 @@ class ChildJob:
         receiver, sender = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
             target=_child_main, name=f"unet_core {self.what}", daemon=True,
-            args=(sender, self._cancel, self.threads, self.target, self.args, self.kwargs))
+            args=(sender, self._cancel, self.threads, self.target, self.args, self.kwargs,
+                  self.nice))
         self._proc.start()
         sender.close()      # only the child writes: EOF here means the child is gone
         message = None

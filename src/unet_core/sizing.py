@@ -100,6 +100,27 @@ def _labels(pred, probes):
     return [probs_to_labels(prob, **pred.instance_params) for prob in probes]
 
 
+#: Two looks "agree" when their guesses (in the image's px) are within this factor.
+_AGREE = 1.3
+
+
+def _trusted(looks):
+    """The looks whose guess agrees with the next look's (half the scale), when any do.
+
+    A look errs in one of two directions: nuclei larger than the network's size are cut,
+    and their foreground's distance peaks read too small; nuclei shrunk below what the
+    network resolves merge, and read too large.  Two neighbouring looks that agree are
+    neither; a look nearest the model's size that no other look confirms may be either
+    (a network trained with scale augmentation saw 71 px nuclei at their own scale as
+    18 px pieces, while its 2x and 4x shrunk looks agreed on ~67 px).
+    """
+    agree = set()
+    for a, b in zip(looks, looks[1:]):
+        if max(a[2], b[2]) <= _AGREE * min(a[2], b[2]):
+            agree.update((a[1], b[1]))
+    return [t for t in looks if t[1] in agree] or looks
+
+
 def estimate_diameter_iter(pred, base, lo, hi):
     """Nucleus diameter (px) of the image ``base`` (H, W, C_in, stain-converted, any
     array-like) for the Predictor ``pred``; yields Progress, returns a float or None
@@ -124,7 +145,7 @@ def estimate_diameter_iter(pred, base, lo, hi):
             looks.append((abs(np.log(np.median(seen) / model_d)), s, float(np.median(seen)) / s, probes))
     if not looks:
         return None
-    _, first_scale, guess, probes = min(looks, key=lambda t: t[0])
+    _, first_scale, guess, probes = min(_trusted(looks), key=lambda t: t[0])
     scale = float(np.clip(_SECOND_LOOK * model_d / guess, MIN_SCALE, MAX_SCALE))
     yield Progress(len(FIRST_SCALES), total, Stage.ESTIMATE, {"first_guess": guess})
     if 1 / _CLOSE <= scale / first_scale <= _CLOSE:

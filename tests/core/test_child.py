@@ -30,6 +30,12 @@ def failing(kind):
     raise ZeroDivisionError("division by zero")
 
 
+def niceness():
+    """Reports the child's CPU priority (POSIX nice value)."""
+    yield Progress(0, 1, "train")
+    return os.nice(0)
+
+
 def _drain(gen):
     seen = []
     while True:
@@ -87,3 +93,13 @@ def test_closing_the_generator_early_ends_the_child():
     gen.close()
     with pytest.raises(ProcessLookupError):
         os.kill(job.pid, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="POSIX only")
+def test_the_child_can_run_at_a_lower_priority():
+    """The fine-tuning child runs niced, so the viewer gets the CPU when it needs it."""
+    here = os.nice(0)
+    _, result = _drain(ChildJob(niceness, nice=7).run())
+    assert result == min(here + 7, 19)
+    _, result = _drain(ChildJob(niceness).run())
+    assert result == here
