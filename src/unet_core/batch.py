@@ -32,7 +32,7 @@ from .devices import DEFAULT_DEVICE
 from .errors import InputError, UNetError
 from .fileio import IMAGE_SUFFIXES, atomic_write, write_tiff
 from .measure import measure_objects, write_csv
-from .progress import Progress, Stage
+from .progress import Progress, Stage, relay
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +187,8 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         gen = segment_file_iter(pred, image, paths, client=client, model_spec=spec, **kw)
     else:
         gen = pred.segment_iter(image.data, return_prob=True)
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        yield Progress(0, 1, Stage.FILE, {"file": src.name, "stage": p.stage, "fraction": p.fraction})
+    result = yield from relay(gen, lambda p: Progress(
+        0, 1, Stage.FILE, {"file": src.name, "stage": p.stage, "fraction": p.fraction}))
     if big:
         n, settings = result["objects"], result["settings"]
     else:
@@ -366,14 +361,8 @@ def file_iter(pred, entry, output_dir, options, status, status_path, report, n, 
     src, name, stem, content, key = entry
     result, error = None, None
     try:
-        gen = process_file(pred, src, output_dir, stem, **options, **extra)
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield Progress(count_files(report), n, Stage.FILE, p.info)
+        result = yield from relay(process_file(pred, src, output_dir, stem, **options, **extra),
+                                  lambda p: Progress(count_files(report), n, Stage.FILE, p.info))
     except FILE_ERRORS as err:
         error = describe_failure(err)
     info = record_result(report, status, status_path, name, content, key, result, error)

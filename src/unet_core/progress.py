@@ -70,3 +70,16 @@ def run_to_end(gen: Generator[Progress, None, T], callback: Callable[[Progress],
             return stop.value
         if callback is not None:
             callback(p)
+
+
+def relay(gen: Generator[Progress, None, T], transform: Callable[[Progress], Progress]
+          ) -> Generator[Progress, None, T]:
+    """Yield ``transform(p)`` for each Progress ``p`` of ``gen`` and return its value:
+    ``result = yield from relay(inner, lambda p: ...)`` reports an inner job's progress
+    as the outer job's."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield transform(p)
