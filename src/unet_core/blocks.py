@@ -19,6 +19,7 @@ Memory is one window at a time, whatever the image size.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -211,23 +212,27 @@ def _open(job, name):
     return zarr.open_array(str(Path(job.work) / name), mode="r+")
 
 
-def segment_block(job: BlockJob, pred, ij) -> tuple:
-    """Pass 1 for block ``ij``: returns (objects kept, objects clipped by the overlap)."""
+def segment_block(job: BlockJob, pred, ij, lock=None) -> tuple:
+    """Pass 1 for block ``ij``: returns (objects kept, objects clipped by the overlap).
+
+    ``lock``: held while the network runs and while probabilities are written (blocks
+    segmented in threads share the device, and a core may share a chunk with another)."""
     i, j = ij
     marker = Path(job.work) / "done" / f"{i}_{j}.json"
     if marker.exists():
         return tuple(json.loads(marker.read_text()))
     p = job.plan
     win, reg, core = p.window(i, j), p.region(i, j), p.core(i, j)
-    labels, prob = segment_window(pred, job.read(win), job.settings, job.want_prob)
+    labels, prob = segment_window(pred, job.read(win), job.settings, job.want_prob, lock)
     inner = (slice(reg[0] - win[0], reg[1] - win[0]), slice(reg[2] - win[2], reg[3] - win[2]))
     kept, n, clipped = _keep_centred(labels[inner], reg, core, p.shape)
     store = np.zeros(p.region_shape, np.uint32)
     store[: kept.shape[0], : kept.shape[1]] = kept
     _open(job, "windows")[i, j] = store
     if prob is not None:
-        _open(job, "prob")[:, core[0]:core[1], core[2]:core[3]] = \
-            prob[:, core[0] - win[0]:core[1] - win[0], core[2] - win[2]:core[3] - win[2]]
+        with lock if lock is not None else contextlib.nullcontext():
+            _open(job, "prob")[:, core[0]:core[1], core[2]:core[3]] = \
+                prob[:, core[0] - win[0]:core[1] - win[0], core[2] - win[2]:core[3] - win[2]]
     marker.write_text(json.dumps([n, clipped]))
     return n, clipped
 
@@ -298,15 +303,43 @@ def job_key(plan: BlockPlan, settings, model_id, shape, dtype) -> dict:
                                   "shape": list(shape), "dtype": str(dtype)}, default=str))
 
 
-def run_local(job: BlockJob, pred, measure: bool = True):
-    """Generator: the three passes one block after another; returns
-    (objects, clipped, table or None)."""
+def _segment_blocks(job: BlockJob, pred, blocks, threads: int):
+    """Pass 1 over ``blocks``: yields ((objects, clipped), block) as blocks finish.
+
+    With ``threads`` > 1 that many blocks are in flight: they take turns on the
+    network (one lock) and run their watersheds side by side, so a GPU is not left
+    waiting for one CPU core (memory: one block's window per thread)."""
+    if threads <= 1 or len(blocks) < 2:
+        for ij in blocks:
+            yield segment_block(job, pred, ij), ij
+        return
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    lock, todo = threading.Lock(), list(blocks)
+    with ThreadPoolExecutor(threads, thread_name_prefix="block") as pool:
+        running = {}
+        try:
+            while todo or running:
+                while todo and len(running) < threads:
+                    ij = todo.pop(0)
+                    running[pool.submit(segment_block, job, pred, ij, lock)] = ij
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    yield fut.result(), running.pop(fut)
+        finally:
+            todo.clear()  # closed early (cancelled): start no more blocks
+
+
+def run_local(job: BlockJob, pred, measure: bool = True, threads: int = 1):
+    """Generator: the three passes over the blocks; returns (objects, clipped, table
+    or None).  ``threads``: blocks segmented at once (see :func:`_segment_blocks`)."""
     blocks = job.plan.blocks()
     n = len(blocks)
     counts, clipped = {}, 0
     yield Progress(0, n, Stage.PREDICT, {"blocks": n})
-    for k, ij in enumerate(blocks):
-        counts[ij], c = segment_block(job, pred, ij)
+    for k, ((count, c), ij) in enumerate(_segment_blocks(job, pred, blocks, threads)):
+        counts[ij] = count
         clipped += c
         yield Progress(k + 1, n, Stage.PREDICT, {"blocks": n})
     offsets = offsets_of(job.plan, counts)

@@ -17,7 +17,7 @@ import numpy as np
 from .blocks import BLOCK, BlockJob, job_key, make_plan, prepare, run_local
 from .errors import InputError
 from .lazyio import LazyImage, open_image, replace_dir, zarr_to_tiff
-from .window import block_predictor, image_settings
+from .window import block_predictor, block_threads, image_settings
 
 #: Outputs of images above this many pixels default to zarr (TIFF is one file per image,
 #: slow to read by window in napari); ``zarr=True`` asks for zarr at any size.
@@ -46,7 +46,8 @@ def _finish_array(src: Path, final: Path) -> Path:
 
 
 def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=None,
-                      block: int = BLOCK, overlap: int | None = None, model_id=None):
+                      block: int = BLOCK, overlap: int | None = None, model_id=None,
+                      threads: int | None = None):
     """Segment one (large) image block by block and write its outputs.
 
     Parameters
@@ -64,6 +65,9 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         How workers rebuild the predictor (:func:`unet_core.distributed.predictor_spec`).
     block, overlap : int
         Block core side and object margin in px (see :func:`unet_core.blocks.make_plan`).
+    threads : int, optional
+        Blocks segmented at once on this machine (default
+        :func:`~unet_core.window.block_threads`).
 
     Yields
     ------
@@ -98,7 +102,9 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
 
         objects, clipped, table = yield from run_blocks(client, job, model_spec, measure)
     else:
-        objects, clipped, table = yield from run_local(job, block_predictor(pred), measure)
+        objects, clipped, table = yield from run_local(
+            job, block_predictor(pred), measure,
+            block_threads(pred) if threads is None else int(threads))
     yield Progress(0, 1, Stage.WRITE)
     if "labels" in outputs:
         _finish_array(work / "labels", Path(outputs["labels"]))

@@ -1,6 +1,7 @@
 """The Predictor: a loaded model on a device, serving arrays with exact tiling."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -18,7 +19,7 @@ from .instances import labels_to_grid, probs_to_labels
 from .modelio import Model, load_model
 from .normalize import apply_range, percentile_range, percentiles
 from .predictor_engine import EngineMixin
-from .progress import Progress, Stage, run_to_end
+from .progress import Progress, Stage, prefetched, run_to_end
 from .resample import resample, resampled_shape
 from .scale import ImageSettings, content_box, crop
 from .sizing import parse_diameter
@@ -229,9 +230,12 @@ class Predictor(SettingsMixin, EngineMixin):
             direct = (s.scale == 1.0 and out is not None
                       and boxes[k] == (slice(0, h), slice(0, w)))
             target = out[k] if direct else np.empty((cout,) + shapes[k], np.float32)
-            for i in range(0, len(origins), bs):
-                batch = origins[i:i + bs]
-                x = np.stack([apply_range(grid.read(view, o), s.low, s.high) for o in batch])
+            batches = [origins[i:i + bs] for i in range(0, len(origins), bs)]
+
+            def read(batch, view=view, grid=grid, s=s):
+                return np.stack([apply_range(grid.read(view, o), s.low, s.high) for o in batch])
+
+            for batch, x in prefetched(read, batches):
                 y = self._forward(x)
                 for o, tile_out in zip(batch, y):
                     dst, src = grid.core_slices(o)
@@ -246,13 +250,18 @@ class Predictor(SettingsMixin, EngineMixin):
         return run_to_end(self.predict_iter(image, out=out, settings=settings))
 
     # -- instances -----------------------------------------------------------------
-    def segment_iter(self, image, return_prob=False, settings=None):
-        """Generator form of :meth:`segment`; returns labels, or (labels, prob)."""
+    def segment_iter(self, image, return_prob=False, settings=None, lock=None):
+        """Generator form of :meth:`segment`; returns labels, or (labels, prob).
+
+        ``lock`` (a :class:`threading.Lock`), when given, is held while the network
+        runs and released for the instances: threads that share one device then take
+        turns on it while their watersheds run side by side."""
         planes, stack = arrange_planes(image)
         z, h, w = planes.shape[:3]
         cout = self.model.config.out_channels
         prob = np.empty((z, cout, h, w), np.float32)
-        results = yield from self._planes_iter(planes, settings, prob)
+        with lock if lock is not None else contextlib.nullcontext():
+            results = yield from self._planes_iter(planes, settings, prob)
         params = self.instance_params
         labels = np.zeros((z, h, w), np.uint32)
         offset = 0
@@ -282,9 +291,10 @@ class Predictor(SettingsMixin, EngineMixin):
         """Keyword arguments of :func:`~unet_core.instances.probs_to_labels` from the card."""
         return dict(self.model.card.get("instances", {}))
 
-    def segment(self, image, return_prob=False, settings=None):
+    def segment(self, image, return_prob=False, settings=None, lock=None):
         """Instance labels uint32 (H, W) (or (Z, H, W)), 0 = background."""
-        return run_to_end(self.segment_iter(image, return_prob=return_prob, settings=settings))
+        return run_to_end(self.segment_iter(image, return_prob=return_prob, settings=settings,
+                                            lock=lock))
 
 
 def _box_shape(box) -> tuple[int, int]:

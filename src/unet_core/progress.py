@@ -83,3 +83,24 @@ def relay(gen: Generator[Progress, None, T], transform: Callable[[Progress], Pro
         except StopIteration as stop:
             return stop.value
         yield transform(p)
+
+
+def prefetched(fn: Callable, items) -> Generator:
+    """``(item, fn(item))`` for each of ``items``, the next item's ``fn`` computed in a
+    background thread while the caller works on the current one (reading and
+    normalising the next tiles while the network runs on these).  Closing the
+    generator early waits for the one call in flight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    if len(items) < 2:
+        for item in items:
+            yield item, fn(item)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(fn, items[0])
+        for k, item in enumerate(items):
+            value = pending.result()
+            if k + 1 < len(items):
+                pending = pool.submit(fn, items[k + 1])
+            yield item, value

@@ -9,6 +9,7 @@ those settings.
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 
@@ -36,8 +37,19 @@ def block_predictor(pred, max_tile: int = MAX_TILE):
     return small
 
 
-def segment_window(pred, window: np.ndarray, settings, want_prob: bool = False):
+def block_threads(pred, most: int = 8) -> int:
+    """Blocks of a large image segmented at once on this machine by default: one where
+    the network runs on the CPU (it uses every core already, and memory stays one
+    block's), one per CPU core up to ``most`` on a GPU, whose network pass is far
+    quicker than a block's watershed on one core."""
+    if pred.device.type == "cpu":
+        return 1
+    return max(1, min(most, os.cpu_count() or 1))
+
+
+def segment_window(pred, window: np.ndarray, settings, want_prob: bool = False, lock=None):
     """Labels uint32 (h, w) and probabilities float32 (C, h, w) (or None) of one
-    window (h, w[, C]) of an image, with the whole image's ``settings``."""
-    labels, prob = pred.segment(window, settings=settings, return_prob=True)
+    window (h, w[, C]) of an image, with the whole image's ``settings`` (``lock``: see
+    :meth:`~unet_core.predict.Predictor.segment_iter`)."""
+    labels, prob = pred.segment(window, settings=settings, return_prob=True, lock=lock)
     return labels, (prob if want_prob else None)

@@ -150,3 +150,30 @@ def test_images_that_cannot_fit_are_refused_before_reading(tmp_path):
                 tags[name].overwrite(200000)
         with pytest.raises(ImageFileError, match=r"declares (an image of shape \(200000, 200000\)|200000 x 200000 px)"):
             open_image(path)
+
+
+def test_blocks_in_threads_equal_blocks_one_after_another(pred, tmp_path):
+    """Blocks segmented in threads (sharing the network under one lock, their
+    watersheds side by side, as on a GPU) give the same labels, probabilities and
+    table as one block after another; cancelling mid-run leaves no output."""
+    image, _ = corner_image(size=384, block=128, seed=3)
+    outs = {}
+    for threads in (1, 3):
+        out = {"labels": tmp_path / f"t{threads}_labels.zarr", "prob": tmp_path / f"t{threads}_prob.zarr",
+               "csv": tmp_path / f"t{threads}_objects.csv"}
+        res = run_to_end(segment_file_iter(pred, LazyImage(image), out, block=128, overlap=32,
+                                           threads=threads))
+        outs[threads] = (res, zarr.open_array(str(out["labels"]), mode="r")[:],
+                         zarr.open_array(str(out["prob"]), mode="r")[:], out["csv"].read_text())
+    (r1, l1, p1, c1), (r3, l3, p3, c3) = outs[1], outs[3]
+    assert r1["objects"] == r3["objects"] >= 9
+    np.testing.assert_array_equal(l1, l3)
+    np.testing.assert_array_equal(p1, p3)
+    assert c1 == c3
+    out = {"labels": tmp_path / "stop_labels.zarr"}
+    gen = segment_file_iter(pred, LazyImage(image), out, block=128, overlap=32, threads=3)
+    for p in gen:
+        if p.stage == "predict" and p.done == 2:
+            break
+    gen.close()
+    assert not out["labels"].exists()

@@ -138,3 +138,33 @@ def test_lazy_dask_input_equals_numpy(pred):
     img = np.random.default_rng(0).random((150, 170)).astype(np.float32)
     lazy = da.from_array(img, chunks=(64, 64))
     np.testing.assert_array_equal(pred.predict(lazy), pred.predict(img))
+
+
+def test_prefetched_keeps_order_runs_ahead_and_stops_when_closed():
+    import threading
+    import time
+
+    from unet_core.progress import prefetched
+
+    seen, main = [], threading.get_ident()
+
+    def work(k):
+        seen.append((k, threading.get_ident() != main))
+        time.sleep(0.01)
+        return k * k
+
+    gen = prefetched(work, range(6))
+    assert [next(gen) for _ in range(2)] == [(0, 0), (1, 1)]
+    time.sleep(0.05)
+    assert [k for k, _ in seen] == [0, 1, 2]      # the next one is read ahead, no further
+    assert all(other for _, other in seen)        # in a background thread
+    gen.close()
+    time.sleep(0.05)
+    assert len(seen) == 3                          # nothing started after closing
+    assert list(prefetched(work, [7])) == [(7, 49)]
+
+    def bad(k):
+        raise ValueError(k)
+
+    with pytest.raises(ValueError):
+        list(prefetched(bad, range(3)))
