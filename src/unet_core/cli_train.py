@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def cmd_train(args) -> int:
         from .synthetic import synthetic_dataset
         from .training.dataset import Example
 
-        pairs = synthetic_dataset(args.synthetic, shape=(args.synthetic_size,) * 2, seed=args.seed or 0)
+        pairs = synthetic_dataset(args.synthetic, shape=(args.synthetic_size,) * 2, seed=args.seed or 0,
+                                  workers=os.cpu_count() or 1)
         examples = [Example(f"synthetic-{i}", img, lab, lab >= 0, {"source": "synthetic"})
                     for i, (img, lab) in enumerate(pairs)]
         problems = []

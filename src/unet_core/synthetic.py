@@ -289,7 +289,12 @@ def synthetic_nuclei(shape=(512, 512), *, n=None, seed=0, dtype="uint16", return
     return image, labels, info
 
 
-def synthetic_dataset(count, shape=(256, 256), seed=0, **params):
+def _one_synthetic(args):
+    shape, child, params = args
+    return synthetic_nuclei(shape, seed=child, **params)
+
+
+def synthetic_dataset(count, shape=(256, 256), seed=0, workers=1, **params):
     """``count`` independent synthetic images, each with its own random acquisition.
 
     Parameters
@@ -299,6 +304,8 @@ def synthetic_dataset(count, shape=(256, 256), seed=0, **params):
         ``(H, W)`` of every image.
     seed : int
         Seeds the children (``numpy.random.SeedSequence(seed).spawn``) of the images.
+    workers : int
+        Processes that make them (the same images whatever the number).
     **params
         Passed to :func:`synthetic_nuclei` (``dtype``, ``n``, overrides of :data:`DEFAULTS`).
 
@@ -308,7 +315,15 @@ def synthetic_dataset(count, shape=(256, 256), seed=0, **params):
         image (H, W) uint16 (or ``dtype``), labels (H, W) uint32.
     """
     children = np.random.SeedSequence(seed).spawn(int(count))
-    return [synthetic_nuclei(shape, seed=child, **params) for child in children]
+    jobs = [(tuple(shape), child, params) for child in children]
+    workers = max(1, min(int(workers), len(jobs) // 16))
+    if workers == 1:
+        return [_one_synthetic(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_one_synthetic, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
 
 
 def render_he(image: np.ndarray, labels: np.ndarray, seed=0) -> np.ndarray:

@@ -131,3 +131,14 @@ def test_n_controls_count():
 def test_noise_free_image_is_clean():
     image, labels = synthetic_nuclei((128, 128), seed=1, noise=0.0, haze=0.0)
     assert image.max() > 0 and labels.max() > 0
+
+
+def test_dataset_made_in_processes_equals_the_serial_one():
+    from unet_core.synthetic import synthetic_dataset
+
+    serial = synthetic_dataset(40, shape=(48, 48), seed=3)
+    parallel = synthetic_dataset(40, shape=(48, 48), seed=3, workers=2)
+    assert len(parallel) == 40
+    for (a, la), (b, lb) in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
