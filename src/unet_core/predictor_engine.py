@@ -65,3 +65,19 @@ class EngineMixin:
         if self.engine is None:
             run_to_end(self.prepare_iter())
         return self.engine(x.transpose(0, 3, 1, 2), self.tta)
+
+    def _forward_probe(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`_forward` for the size estimate's small probe windows: always in
+        PyTorch.  A compiled backend keeps one input shape (memory), so each probe shape
+        would evict the image's own, and compiling that again with its buffers costs
+        ~1 s at 2048 px, more than the probes themselves."""
+        if self.engine is None:
+            run_to_end(self.prepare_iter())
+        if self.backend == "torch":
+            return self._forward(x)
+        probe = self._engine.get("probe")
+        if probe is None:
+            probe = self._engine["probe"] = backends.make_engine(self.net, self.device, "torch",
+                                                                 "f32")[0]
+        return probe(x.transpose(0, 3, 1, 2), self.tta)
+

@@ -130,8 +130,9 @@ def distance_diameter(foreground: np.ndarray) -> float | None:
     if not foreground.any():
         return None
     dist = ndi.distance_transform_edt(foreground)
-    peaks = peak_local_max(dist, min_distance=2, threshold_abs=1.0, exclude_border=False,
-                           labels=ndi.label(foreground)[0])
+    # peaks of the whole map at once (per connected component it is ~4x slower, and the
+    # median height came out the same on the DSB image at 0.5x-4x)
+    peaks = peak_local_max(dist, min_distance=2, threshold_abs=1.0, exclude_border=False)
     if len(peaks) == 0:
         return None
     heights = dist[tuple(peaks.T)]

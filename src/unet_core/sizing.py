@@ -85,7 +85,7 @@ def _probe(pred, base, lo, hi, scale: float, side: int):
         grid = pred.grid(x.shape[:2])
         prob = np.empty((pred.model.config.out_channels,) + x.shape[:2], np.float32)
         for o in grid.origins():
-            y = pred._forward(grid.read(x, o)[None])[0]
+            y = pred._forward_probe(grid.read(x, o)[None])[0]
             dst, src = grid.core_slices(o)
             prob[(slice(None),) + dst] = y[(slice(None),) + src]
         out.append(prob)
