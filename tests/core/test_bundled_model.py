@@ -12,26 +12,33 @@ def test_bundled_model_is_listed_and_loads_by_name():
     model = load_model("nuclei")
     card = model.card
     assert card["outputs"] == ["foreground", "boundary", "centre"]
-    assert card["training"]["recipe"]["config"] == "weights/nuclei.train.json"
+    assert card["training"]["recipe"]["config"] == "weights/nuclei.stage2.train.json"
+    assert card["training"]["init"]["training"]["recipe"]["config"] == "weights/nuclei.train.json"
     assert model.config.depth == 4 and model.config.halo == 96
 
 
-def test_bundled_model_card_matches_its_committed_recipe():
-    """The card's training parameters are those of weights/nuclei.train.json, run to the end."""
+@pytest.mark.parametrize("stage", ["nuclei.train.json", "nuclei.stage2.train.json"])
+def test_bundled_model_card_matches_its_committed_recipe(stage):
+    """Each of the two training stages on the card ran the parameters of its committed
+    config (weights/nuclei.train.json, then weights/nuclei.stage2.train.json from its
+    weights) to the end."""
     import json
     from pathlib import Path
 
     from unet_core.training.scratch import parse_config
 
-    config = Path(__file__).resolve().parents[2] / "weights" / "nuclei.train.json"
+    config = Path(__file__).resolve().parents[2] / "weights" / stage
     if not config.exists():
         pytest.skip("an installed package without the repository's weights/ folder")
     cfg, params, _ = parse_config(json.loads(config.read_text()))
     card = load_model("nuclei").card
+    training = card["training"] if "stage2" in stage else card["training"]["init"]["training"]
+    assert training["recipe"]["config"] == f"weights/{stage}"
     assert card["config"] == cfg.to_dict()
-    ran = {k: v for k, v in card["training"]["params"].items() if k != "max_seconds"}
-    assert ran == params and card["training"]["steps"] == params["steps"]
-    assert card["training"]["stopped_by"] == "steps"
+    ran = {k: v for k, v in training["params"].items() if k != "max_seconds"}
+    params = {k: v for k, v in params.items() if k != "max_seconds"}
+    assert ran == params and training["steps"] == params["steps"]
+    assert training["stopped_by"] == "steps"
 
 
 def test_bundled_model_segments_unseen_synthetic_nuclei():

@@ -90,7 +90,8 @@ def test_batch_uses_the_chosen_diameter_and_stain(batch, tmp_path, qtbot):
     status = json.loads((tmp_path / "out" / ".napari-unet-batch.json").read_text())
     settings = status["files"]["a.tif"]["settings"]
     assert settings["diameter"] == 40.0 and settings["stain"] == "brightfield"
-    assert settings["scale"] == pytest.approx(22.66 / 40.0, rel=1e-3)
+    model_diameter = load_model("nuclei").card["diameter"]
+    assert settings["scale"] == pytest.approx(model_diameter / 40.0, rel=1e-3)
 
 
 def test_batch_on_a_local_dask_cluster(batch, folder, tmp_path, qtbot, notifications):
