@@ -121,6 +121,29 @@ def _trusted(looks):
     return [t for t in looks if t[1] in agree] or looks
 
 
+#: See :func:`_full_look_can_win`: 1 / sqrt(2 / _AGREE) = 0.806, with a margin.
+_HALF_SEES = 0.82
+
+
+def _full_look_can_win(shrunk, model_d) -> bool:
+    """Whether the look at the image's own scale could be the one chosen, given the
+    looks ``shrunk`` 2x and 4x (score, scale, guess, probes).
+
+    Not when those two agree and the 2x look sees nuclei of at least ``_HALF_SEES``
+    times the model's size: the full look then either disagrees with the 2x look (and
+    is not trusted), or agrees with it and so sees nuclei at least 2 / ``_AGREE`` =
+    1.54x the 2x look's size, i.e. above 1.26x the model's, farther from the model's
+    size than the 2x look.  Skipping it changes nothing but the time (a 512 px probe,
+    the largest of the three).
+    """
+    by_scale = {t[1]: t for t in shrunk}
+    half, quarter = by_scale.get(FIRST_SCALES[1]), by_scale.get(FIRST_SCALES[2])
+    if half is None or quarter is None \
+            or max(half[2], quarter[2]) > _AGREE * min(half[2], quarter[2]):
+        return True
+    return half[2] * half[1] < _HALF_SEES * model_d
+
+
 def estimate_diameter_iter(pred, base, lo, hi):
     """Nucleus diameter (px) of the image ``base`` (H, W, C_in, stain-converted, any
     array-like) for the Predictor ``pred``; yields Progress, returns a float or None
@@ -133,16 +156,27 @@ def estimate_diameter_iter(pred, base, lo, hi):
     model_d = float(pred.model.diameter)
     fg_thr = pred.instance_params.get("fg_threshold", 0.5)
     total = len(FIRST_SCALES) + 1
-    looks = []
-    for i, s in enumerate(FIRST_SCALES):
-        yield Progress(i, total, Stage.ESTIMATE)
-        if PROBE_SIDE * s < 64 and looks:
-            break
+
+    def look(s):
         probes = _probe(pred, base, lo, hi, s, PROBE_SIDE)
-        seen = [distance_diameter(p[0] > fg_thr) for p in probes]
-        seen = [d for d in seen if d]
-        if seen:
-            looks.append((abs(np.log(np.median(seen) / model_d)), s, float(np.median(seen)) / s, probes))
+        seen = [d for d in (distance_diameter(p[0] > fg_thr) for p in probes) if d]
+        if not seen:
+            return None
+        m = float(np.median(seen))
+        return abs(np.log(m / model_d)), s, m / s, probes
+
+    # the shrunk looks first: the look at the image's scale (the costliest) is taken
+    # only when it could be the one chosen
+    looks = []
+    for i, s in enumerate(FIRST_SCALES[1:]):
+        yield Progress(i, total, Stage.ESTIMATE)
+        if PROBE_SIDE * s >= 64:
+            looks.append(look(s))
+    looks = [t for t in looks if t is not None]
+    yield Progress(len(FIRST_SCALES) - 1, total, Stage.ESTIMATE)
+    if _full_look_can_win(looks, model_d):
+        looks.insert(0, look(FIRST_SCALES[0]))
+        looks = [t for t in looks if t is not None]
     if not looks:
         return None
     _, first_scale, guess, probes = min(_trusted(looks), key=lambda t: t[0])

@@ -104,6 +104,28 @@ def test_auto_diameter_finds_the_nucleus_size(bundled, radius):
     assert abs(s.diameter / true_d - 1) < 0.2, (s.diameter, true_d)
 
 
+def test_estimate_skips_the_full_scale_look_only_where_it_cannot_win(bundled, monkeypatch):
+    """Large nuclei: the looks shrunk 2x and 4x agree and rule out the costly look at the
+    image's own scale, which is then not taken; the estimate is the same as with it."""
+    import unet_core.sizing as sizing
+
+    scales = []
+    probe = sizing._probe
+    monkeypatch.setattr(sizing, "_probe", lambda p, b, lo, hi, s, side: scales.append(s)
+                        or probe(p, b, lo, hi, s, side))
+    for radius, skipped in ((7.0, False), (26.0, True)):
+        image, _ = synthetic_nuclei((640, 640), seed=12, radius_range=(radius * 0.9, radius * 1.1),
+                                    density=0.3, haze=0.0, pressed=0.0)
+        scales.clear()
+        fast = bundled.settings_for(image).diameter
+        assert (1.0 not in scales) == skipped, scales
+        with monkeypatch.context() as m:
+            m.setattr(sizing, "_full_look_can_win", lambda looks, d: True)
+            scales.clear()
+            assert bundled.settings_for(image).diameter == fast
+            assert 1.0 in scales
+
+
 def test_brightfield_and_he_segment_like_fluorescence(bundled):
     fl, labels = synthetic_nuclei((256, 256), seed=7, radius_range=(8.0, 11.0), density=0.25,
                                   haze=0.0)
