@@ -40,3 +40,17 @@ def test_event_loop_keeps_running_during_finetune(make_napari_viewer, qtbot, tin
     assert len(gaps_ms) > 10
     assert gaps_ms.max() < 1000, f"the GUI froze for {gaps_ms.max():.0f} ms"
     assert widget.plot.redraws >= 1
+
+
+def test_opening_segment_pays_the_first_labels_layer_costs(make_napari_viewer):
+    """vispy builds its dash-pattern atlas (~0.2 s of Python) for the first line visual of
+    the process: every Labels layer has one (the polygon tool).  The Segment dock builds it
+    when it opens, so the first result's layer costs no more than later ones."""
+    dash_atlas = pytest.importorskip("vispy.visuals.line.dash_atlas")
+    dash_atlas._make_pattern.cache_clear()
+    viewer = make_napari_viewer()
+    viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
+    built = dash_atlas._make_pattern.cache_info().misses
+    assert built > 0
+    viewer.add_labels(np.zeros((64, 64), np.uint32))
+    assert dash_atlas._make_pattern.cache_info().misses == built
