@@ -19,7 +19,9 @@ frozen (nothing repainted, no click answered).  Measured in three phases:
   bench_memory.py, so the CPU cost is the pipeline's, not the network's)
 
 The segment phases are timed until the result layer has been added and drawn: the
-meter keeps running for ``--tail`` s (default 1.5) after the worker has finished.
+meter keeps running for ``--tail`` s (default 1.5) after the worker has finished.  Each
+phase also says when its longest gap ended and what the Segment widget's progress showed
+then, and the lazy phases the process's RSS before and at its peak.
 
 Run under a display::
 
@@ -44,8 +46,10 @@ TICK_MS = 10
 class GapMeter:
     """Records the gaps between the ticks of a 10 ms timer (ms)."""
 
-    def __init__(self):
+    def __init__(self, context=None):
         from qtpy.QtCore import Qt, QTimer
+
+        self.context = context or (lambda: "")   # what was showing (the progress text)
 
         self.timer = QTimer()
         self.timer.setTimerType(Qt.PreciseTimer)
@@ -53,6 +57,7 @@ class GapMeter:
         self.timer.timeout.connect(self._on_tick)
         self.gaps: list[float] = []
         self.ends: list[float] = []      # when each gap ended (s after start)
+        self.after: list[str] = []       # the context when each gap ended
         self._last = None
         self._t0 = 0.0
 
@@ -61,10 +66,11 @@ class GapMeter:
         if self._last is not None:
             self.gaps.append(1000.0 * (now - self._last))
             self.ends.append(now - self._t0)
+            self.after.append(self.context() if self.gaps[-1] > 100 else "")
         self._last = now
 
     def start(self) -> None:
-        self.gaps, self.ends, self._last = [], [], None
+        self.gaps, self.ends, self.after, self._last = [], [], [], None
         self._t0 = time.perf_counter()
         self.timer.start()
 
@@ -74,6 +80,7 @@ class GapMeter:
         worst = int(gaps.argmax())
         return {"ticks": len(self.gaps), "max_ms": round(float(gaps.max()), 1),
                 "max_ended_s": round(self.ends[worst], 2) if self.ends else 0.0,
+                "max_ended_during": self.after[worst] if self.after else "",
                 "p99_ms": round(float(np.percentile(gaps, 99)), 1),
                 "median_ms": round(float(np.median(gaps)), 1)}
 
@@ -151,7 +158,8 @@ def main() -> None:
     finetune.batch_spin.setValue(args.batch)
     run_event_loop(lambda: False, 2.0)      # let the window settle
 
-    meter, results = GapMeter(), {}
+    meter, results = GapMeter(lambda: f"{segment.run_bar.bar.format()} | "
+                                      f"{segment.run_bar.status.text()}"), {}
     results["idle"] = measure(meter, lambda: None, lambda: False, 5.0)
     for phase, widget in (("segment", segment), ("segment-2", segment),
                           ("finetune", finetune), ("finetune-2", finetune)):
@@ -186,10 +194,12 @@ def main() -> None:
         sampler.start(100)
         for phase in ("segment-lazy", "segment-lazy-2"):     # the 2nd replaces the layer's data
             peak[:] = [proc.memory_info().rss]
+            before = peak[0]
             results[phase] = measure(meter, segment.run_bar.run_button.click,
                                      lambda: not segment.running, 3600, args.tail)
             results[phase]["status"] = segment.run_bar.status.text()
             results[phase]["peak_rss_gb"] = round(max(peak) / 2**30, 2)
+            results[phase]["rss_before_gb"] = round(before / 2**30, 2)
             results[phase]["labels_layer"] = repr(viewer.layers[-1].data)[:120]
         sampler.stop()
         if args.screenshot:
@@ -209,6 +219,10 @@ def main() -> None:
     for phase, r in results.items():
         if "status" in r:
             print(f"{phase}: {r['status']}")
+        if r.get("max_ended_during"):
+            print(f"{phase}: longest gap ended during: {r['max_ended_during']}")
+        if "peak_rss_gb" in r:
+            print(f"{phase}: RSS {r['rss_before_gb']} GB before, peak {r['peak_rss_gb']} GB")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 

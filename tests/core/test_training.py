@@ -151,6 +151,23 @@ def test_validation_and_time_budget():
     assert result.val is not None
 
 
+def test_a_run_stopped_by_its_time_budget_has_annealed_its_learning_rate():
+    """The cosine schedule follows the time spent when the budget runs out before the
+    steps: the last steps run near the lowest rate, not at the start's."""
+    examples = [make_example(i) for i in range(2)]
+    fast = dict(FAST, lr=1e-3)
+    seen, result = steps_of(train_iter(tiny_net(), examples, steps=10**6, max_seconds=2.0,
+                                       seed=0, **fast))
+    lrs = [p.info["lr"] for p in seen]
+    assert result.stopped_by == "time" and len(lrs) > 5
+    assert lrs[0] > 0.9e-3
+    assert lrs[-1] < 0.15e-3          # 1e-5 at the very end of the budget
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    # with no time budget the schedule follows the steps, as before
+    seen, _ = steps_of(train_iter(tiny_net(), examples, steps=4, seed=0, **fast))
+    assert [p.info["lr"] for p in seen] == [lr_at(k, 4, 1e-3) for k in range(4)]
+
+
 def test_stopping_mid_run_leaves_a_loadable_checkpoint_and_resume_is_exact(tmp_path):
     examples = [make_example(i) for i in range(2)]
     kw = dict(steps=8, seed=3, checkpoint_every=4, **FAST)

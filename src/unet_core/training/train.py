@@ -175,8 +175,8 @@ class Trainer:
         """Take one optimisation step; returns its record (also added to ``history``):
         ``step``, ``loss``, ``lr``, ``bce``, ``dice``."""
         cfg, net = self.config, self.net
-        cur_lr = lr_at(self.step, cfg.steps, cfg.lr, cfg.schedule, cfg.min_lr_fraction,
-                       cfg.restart_period, cfg.warmup)
+        cur_lr = lr_at(self._schedule_step(), cfg.steps, cfg.lr, cfg.schedule,
+                       cfg.min_lr_fraction, cfg.restart_period, cfg.warmup)
         for g in self.opt.param_groups:
             g["lr"] = cur_lr
         x, y, m = (t.to(self.device) for t in _batch(
@@ -194,6 +194,16 @@ class Trainer:
         rec = {"step": self.step, "loss": float(loss.detach()), "lr": cur_lr, **parts}
         self.history.append(rec)
         return rec
+
+    def _schedule_step(self) -> int:
+        """Where the learning-rate schedule is: the steps taken, or, when the time budget
+        runs out first, as far into the steps as the run is into its time, so that a run
+        stopped by ``max_seconds`` has annealed by then instead of ending at a high rate."""
+        cfg = self.config
+        if not cfg.max_seconds:
+            return self.step
+        spent = (time.monotonic() - self._t0) / cfg.max_seconds
+        return max(self.step, min(int(spent * cfg.steps), cfg.steps - 1))
 
     def _add_to_average(self) -> None:
         self.averaged += 1
