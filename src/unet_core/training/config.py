@@ -93,7 +93,8 @@ class TrainConfig(_Config):
     """
 
     steps: int = _opt(1000, "training steps", positive_int, "N")
-    max_seconds: float | None = _opt(None, "time budget in seconds: stop (and save) when spent",
+    max_seconds: float | None = _opt(None, "time budget in seconds: stop (and save) when "
+                                     "spent; the learning rate then anneals over the time",
                                      positive_float, "S")
     lr: float = _opt(1e-3, "peak learning rate", positive_float)
     batch_size: int = _opt(4, "crops per step", positive_int)
