@@ -32,6 +32,7 @@ Target: max gap < 200 ms.  The numbers are noisy on a loaded machine.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import tempfile
@@ -58,8 +59,20 @@ class GapMeter:
         self.gaps: list[float] = []
         self.ends: list[float] = []      # when each gap ended (s after start)
         self.after: list[str] = []       # the context when each gap ended
+        self.gc_ms: list[float] = []     # full garbage collections (ms)
+        self._gc_t0 = None
         self._last = None
         self._t0 = 0.0
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        """Python's garbage collector stops every thread: time its full (gen-2) passes."""
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif self._gc_t0 is not None:
+            self.gc_ms.append(1000.0 * (time.perf_counter() - self._gc_t0))
+            self._gc_t0 = None
 
     def _on_tick(self) -> None:
         now = time.perf_counter()
@@ -71,16 +84,21 @@ class GapMeter:
 
     def start(self) -> None:
         self.gaps, self.ends, self.after, self._last = [], [], [], None
+        self.gc_ms, self._gc_t0 = [], None
+        gc.callbacks.append(self._on_gc)
         self._t0 = time.perf_counter()
         self.timer.start()
 
     def stop(self) -> dict:
         self.timer.stop()
+        gc.callbacks.remove(self._on_gc)
         gaps = np.asarray(self.gaps or [0.0])
         worst = int(gaps.argmax())
         return {"ticks": len(self.gaps), "max_ms": round(float(gaps.max()), 1),
                 "max_ended_s": round(self.ends[worst], 2) if self.ends else 0.0,
                 "max_ended_during": self.after[worst] if self.after else "",
+                "full_gc": len(self.gc_ms),
+                "full_gc_max_ms": round(max(self.gc_ms, default=0.0), 1),
                 "p99_ms": round(float(np.percentile(gaps, 99)), 1),
                 "median_ms": round(float(np.median(gaps)), 1)}
 
@@ -221,6 +239,9 @@ def main() -> None:
             print(f"{phase}: {r['status']}")
         if r.get("max_ended_during"):
             print(f"{phase}: longest gap ended during: {r['max_ended_during']}")
+        if r.get("full_gc"):
+            print(f"{phase}: {r['full_gc']} full garbage collections, longest "
+                  f"{r['full_gc_max_ms']} ms")
         if "peak_rss_gb" in r:
             print(f"{phase}: RSS {r['rss_before_gb']} GB before, peak {r['peak_rss_gb']} GB")
     if args.json:
