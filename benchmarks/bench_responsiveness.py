@@ -16,7 +16,8 @@ frozen (nothing repainted, no click answered).  Measured in three phases:
 - ``segment-lazy``: with ``--lazy-size N``, Segment on an N x N zarr-backed (dask)
   layer: read by window, segmented block by block, shown as a lazy multiscale Labels
   layer (with ``--lazy-model threshold``: the depth-2 hand-set network of
-  bench_memory.py, so the CPU cost is the pipeline's, not the network's)
+  bench_memory.py, so the CPU cost is the pipeline's, not the network's; with
+  ``--lazy-pyramid`` the image layer is multiscale, as a pyramidal OME-Zarr opens)
 
 The segment phases are timed until the result layer has been added and drawn: the
 meter keeps running for ``--tail`` s (default 1.5) after the worker has finished.  Each
@@ -137,6 +138,9 @@ def main() -> None:
                                                          "finetune-2"])
     parser.add_argument("--lazy-size", type=int, help="also segment a zarr layer of this size")
     parser.add_argument("--lazy-model", default="threshold", help="'threshold' or a model name")
+    parser.add_argument("--lazy-pyramid", action="store_true",
+                        help="show the zarr image as a multiscale layer (level 0 and halves), "
+                             "as a pyramidal OME-Zarr opens; the Segment widget reads level 0")
     parser.add_argument("--tail", type=float, default=1.5)
     parser.add_argument("--screenshot", help="PNG of the viewer after the lazy run")
     args = parser.parse_args()
@@ -200,8 +204,17 @@ def main() -> None:
         # glDrawArrays at the next draw, with napari alone (no plugin involved).
         for layer in viewer.layers:
             layer.visible = False
-        viewer.add_image(da.from_zarr(zarr.open_array(str(src), mode="r")), name="lazy",
-                         contrast_limits=(0, 4000))
+        data = da.from_zarr(zarr.open_array(str(src), mode="r"))
+        if args.lazy_pyramid:           # as an OME-Zarr reader shows one: level 0 and halves
+            levels = [data]
+            while levels[-1].shape[0] > 1024:
+                half = da.coarsen(np.mean, levels[-1], {0: 2, 1: 2}).astype(np.uint16)
+                path = tmp / f"level{len(levels)}.zarr"
+                half.rechunk(1024).to_zarr(str(path))
+                levels.append(da.from_zarr(zarr.open_array(str(path), mode="r")))
+            data = levels
+        viewer.add_image(data, name="lazy", contrast_limits=(0, 4000),
+                         multiscale=bool(args.lazy_pyramid))
         lazy_model = tiny_model(tmp) if args.lazy_model == "threshold" else args.lazy_model
         segment.model_picker.set_model(lazy_model)
         segment.image_combo.setCurrentText("lazy")
