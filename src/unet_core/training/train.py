@@ -198,9 +198,10 @@ class Trainer:
     def _schedule_step(self) -> int:
         """Where the learning-rate schedule is: the steps taken, or, when the time budget
         runs out first, as far into the steps as the run is into its time, so that a run
-        stopped by ``max_seconds`` has annealed by then instead of ending at a high rate."""
+        stopped by ``max_seconds`` has annealed by then instead of ending at a high rate.
+        A warm-up counts steps taken."""
         cfg = self.config
-        if not cfg.max_seconds:
+        if not cfg.max_seconds or self.step < cfg.warmup:
             return self.step
         spent = (time.monotonic() - self._t0) / cfg.max_seconds
         return max(self.step, min(int(spent * cfg.steps), cfg.steps - 1))
