@@ -85,6 +85,7 @@ class SegmentResult:
     objects: int | None = None
     lazy: bool = False
     folder: Path | None = None
+    warning: str | None = None   # the result looks implausible: which settings to check
 
 
 def layer_pixels(layer):
@@ -141,7 +142,8 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
     image = np.asarray(data)
     labels, prob = yield from pred.segment_iter(image, return_prob=True)
     return SegmentResult(labels, prob, time.perf_counter() - t0, pred.model.name,
-                         pred.last_settings, engine_text(pred, compiled))
+                         pred.last_settings, engine_text(pred, compiled),
+                         warning=pred.last_warning)
 
 
 def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from unet_core import Progress
@@ -80,7 +80,7 @@ class BatchWidget(QWidget):
         self.counts_label = QLabel()
         self.failed_list = QListWidget()
         self.failed_list.setWordWrap(True)
-        self.failed_list.setToolTip("Files that could not be segmented, and why")
+        self.failed_list.setToolTip("Files that could not be segmented, and why; results to check")
         self.failed_list.setMinimumHeight(60)
 
         layout = QVBoxLayout(self)
@@ -168,11 +168,18 @@ class BatchWidget(QWidget):
             item = QListWidgetItem(f"{info['file']}: {error}")
             item.setToolTip(info.get("error", ""))
             self.failed_list.addItem(item)
+        elif info.get("warning"):
+            item = QListWidgetItem(f"{info['file']}: check: {info['warning']}")
+            item.setToolTip(info["warning"])
+            self.failed_list.addItem(item)
         self.run_bar.report(p, f"{p.done}/{p.total} files")
 
     def _on_result(self, report) -> str:
-        n_failed = len(report.failed)
+        n_failed, n_flagged = len(report.failed), len(report.flagged)
         if n_failed:
             show_info(f"Batch: {n_failed} file(s) failed.")
+        if n_flagged:
+            show_warning(f"Batch: {n_flagged} result(s) look implausible; check the nucleus size "
+                         "and stain (listed below).")
         return (f"Finished: {len(report.done)} segmented, {len(report.skipped)} skipped, "
-                f"{n_failed} failed.")
+                f"{n_failed} failed" + (f", {n_flagged} to check." if n_flagged else "."))

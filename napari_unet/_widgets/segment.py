@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from unet_core.scale import ImageSettings
@@ -174,8 +174,11 @@ class SegmentWidget(QWidget):
                                  blending="additive"))
         n = result.objects if result.objects is not None else int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
+        notes = [t for t in (getattr(result.settings, "stain_note", None), result.warning) if t]
+        for note in notes:
+            show_warning(note)
         return (f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "
-                f"({result.model}; {result.engine}{how})")
+                f"({result.model}; {result.engine}{how})" + "".join(f"\n{t}" for t in notes))
 
     def _on_job_over(self) -> None:
         self._source = None

@@ -58,11 +58,15 @@ class BatchReport:
         Already done with the same content, model and settings (a resumed batch).
     failed : list of (str, str)
         Inputs that could not be segmented, and why.
+    flagged : list of (str, str)
+        Inputs segmented now whose result looks implausible (see
+        :mod:`unet_core.plausibility`), and the warning: which settings to check.
     """
 
     done: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     failed: list = field(default_factory=list)
+    flagged: list = field(default_factory=list)
 
 def output_paths(stem: str, output_dir, outputs=("labels", "csv"), as_zarr: bool = False) -> dict[str, Path]:
     """Where the ``outputs`` of input ``<stem>.*`` go: {"labels": .../<stem>_labels.tif, ...}
@@ -189,10 +193,12 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         gen = pred.segment_iter(image.data, return_prob=True)
     result = yield from relay(gen, lambda p: Progress(
         0, 1, Stage.FILE, {"file": src.name, "stage": p.stage, "fraction": p.fraction}))
+    warning = None
     if big:
         n, settings = result["objects"], result["settings"]
     else:
         settings = pred.last_settings.as_record() if pred.last_settings else None
+        warning = pred.last_warning
         labels, prob = result
         if "labels" in paths:
             write_tiff(paths["labels"], labels)
@@ -208,8 +214,9 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         done = open_image(paths["labels"]).data if big else labels
         yield Progress(0, 1, Stage.FILE, {"file": src.name, "stage": Stage.WRITE, "fraction": 1.0})
         where = write_ome_labels(src, done, scale=image.scale[-2:])
-        return {"objects": n, "outputs": names, "settings": settings, "ome_labels": str(where)}
-    return {"objects": n, "outputs": names, "settings": settings}
+        return {"objects": n, "outputs": names, "settings": settings, "ome_labels": str(where),
+                "warning": warning}
+    return {"objects": n, "outputs": names, "settings": settings, "warning": warning}
 
 
 def _job_key(content: dict, model_id, outputs, pred, zarr, ome_labels=True) -> str:
@@ -320,7 +327,7 @@ def record_result(report, status, status_path, name, content, key, result, error
         report.done.append(name)
         status[name] = {"status": "done", "key": key, "content": content,
                         "objects": result["objects"], "outputs": result["outputs"],
-                        "settings": result.get("settings"),
+                        "settings": result.get("settings"), "warning": result.get("warning"),
                         **({"ome_labels": result["ome_labels"]} if "ome_labels" in result else {}),
                         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     else:
@@ -331,6 +338,9 @@ def record_result(report, status, status_path, name, content, key, result, error
     info = {"file": name, "status": "done" if error is None else "failed"}
     if error is not None:
         info["error"] = error
+    elif result.get("warning"):
+        report.flagged.append((name, result["warning"]))
+        info["warning"] = result["warning"]
     return info
 
 

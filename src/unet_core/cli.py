@@ -85,6 +85,9 @@ def cmd_predict(args) -> int:
                 written.append(write_tiff(out / f"{stem}_prob.tif", prob.astype(np.float32)))
             print(f"{path}: {int(labels.max())} objects ({pred.last_settings.describe()}) "
                   f"-> {written[0]}")
+            for note in (pred.last_settings.stain_note, pred.last_warning):
+                if note:
+                    print(f"{path}: WARNING: {note}", file=sys.stderr)
         except (UNetError, MemoryError, OSError) as err:
             failed += 1
             for done in written:      # no half result: labels without their probabilities

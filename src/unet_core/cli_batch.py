@@ -63,6 +63,10 @@ def cmd_batch(args) -> int:
             close_client(client)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     print(f"{done} done, {skipped} skipped (up to date), {failed} failed -> {args.output}")
+    if report.flagged:
+        print("results that look implausible (check the nucleus size and stain):", file=sys.stderr)
+        for name, msg in report.flagged:
+            print(f"  {name}: {msg}", file=sys.stderr)
     if failed:
         print("failed files:", file=sys.stderr)
         for name, msg in report.failed:

@@ -69,6 +69,15 @@ def _load_examples(args):
     """(examples, problems) from --training-set or --images/--labels[/--regions]."""
     from .training.dataset import TrainingSet, examples_from_folders
 
+    if getattr(args, "pairs", None):
+        from .training.pairs import load_pairs
+
+        spec = getattr(args, "pairs_spec", None) or {}
+        return load_pairs(args.pairs, groups=args.groups or spec.get("groups"),
+                          exclude_groups=args.exclude_groups or spec.get("exclude_groups"),
+                          stains=spec.get("stains"),
+                          per_nucleus_only=args.per_nucleus_only or spec.get("per_nucleus_only", False),
+                          names=spec.get("names")), []
     if getattr(args, "training_set", None):
         folder = Path(args.training_set)
         if not folder.is_dir():
@@ -129,8 +138,19 @@ def cmd_train(args) -> int:
         raise InputError(f"Cannot read the config {args.config}: {err}") from None
     except ValueError as err:
         raise InputError(f"The config {args.config} is not valid JSON: {err}") from None
+    data = config.get("data") or {}
+    val_examples = None
+    if (data.get("pairs") or args.pairs) and not (args.images or args.training_set or args.synthetic):
+        # the recipe names its data; --pairs DIR says where that folder is here
+        args.pairs = args.pairs or data["pairs"]
+        args.pairs_spec = data
+        if data.get("val_groups"):
+            from .training.pairs import load_pairs
+
+            val_examples = load_pairs(args.pairs, groups=data["val_groups"],
+                                      per_nucleus_only=data.get("per_nucleus_only", False))
     if args.synthetic:
-        if args.images or args.labels or getattr(args, "training_set", None):
+        if args.images or args.labels or getattr(args, "training_set", None) or args.pairs:
             raise InputError("Give either --synthetic N or training data, not both.")
         from .synthetic import synthetic_dataset
         from .training.dataset import Example
@@ -148,7 +168,8 @@ def cmd_train(args) -> int:
         return 2
     overrides = {"steps": args.steps, "max_seconds": args.max_seconds, "seed": args.seed}
     steps = args.steps or TrainConfig.from_dict(parse_config(config)[1]).steps
-    gen = train_from_scratch_iter(config, examples, args.output, resume=args.resume,
+    gen = train_from_scratch_iter(config, examples, args.output, val_examples=val_examples,
+                                  resume=args.resume,
                                   overwrite=args.overwrite, device=args.device, init=args.init,
                                   **overrides)
     result = _drive(gen, steps, args.quiet)
@@ -165,6 +186,16 @@ def _data_args(q) -> None:
                                                    "reviewed; default: every pixel)")
     q.add_argument("--training-set", metavar="DIR", help="a napari-unet training-set folder instead "
                                                         "of --images/--labels")
+    q.add_argument("--pairs", metavar="DIR", help="a folder of annotated pairs NAME_img.tif + "
+                   "NAME_mask.tif (with an optional MANIFEST.csv naming each pair's modality and "
+                   "source data set) instead of --images/--labels")
+    q.add_argument("--groups", nargs="+", metavar="SOURCE",
+                   help="with --pairs: only these source data sets (names or glob patterns)")
+    q.add_argument("--exclude-groups", nargs="+", metavar="SOURCE",
+                   help="with --pairs: leave out these source data sets (held back)")
+    q.add_argument("--per-nucleus-only", action="store_true",
+                   help="with --pairs: leave out masks made from binary masks (touching nuclei "
+                        "merged)")
     q.add_argument("-o", "--output", required=True, metavar="MODELDIR", help="new model folder")
     from .cli import add_model_options
 

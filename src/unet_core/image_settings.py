@@ -17,7 +17,7 @@ from .progress import Progress, run_to_end
 from .resample import Resampled, resampled_shape
 from .scale import MAX_SCALE, MIN_SCALE, ImageSettings, Prepared, overview
 from .sizing import estimate_diameter_iter
-from .stain import Stain, detect_stain, white_level
+from .stain import Stain, guess_stain, white_level
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,18 @@ class SettingsMixin:
 
     def _settings_iter(self, plane):
         norm = self.model.normalization
+        note = None
         if self.model.config.in_channels != 1:
             stain, white = Stain.FLUORESCENCE.value, 1.0
         else:
             ov = overview(plane)
-            stain = detect_stain(ov) if self.stain == "auto" else self.stain
+            if self.stain == "auto":
+                guess = guess_stain(ov)
+                stain, note = guess.stain, guess.note()
+                if note:
+                    log.warning("%s", note)
+            else:
+                stain = self.stain
             white = white_level(ov) if stain == Stain.HE else 1.0
         base = self._stained(plane, stain, white)
         lo, hi = percentile_range(base, *percentiles(norm))
@@ -69,7 +76,7 @@ class SettingsMixin:
                 # the network works over a range of sizes, and resampling changes the
                 # pixel noise it learnt to read: within its range, the image stays as is
                 scale = 1.0
-        return ImageSettings(diameter, scale, stain, lo, hi, white, estimated)
+        return ImageSettings(diameter, scale, stain, lo, hi, white, estimated, note)
 
     def _stained(self, plane, stain, white):
         """The plane as the network's channels see it, before normalization."""

@@ -18,6 +18,7 @@ from .inputs import arrange_planes, as_planes
 from .instances import labels_to_grid, probs_to_labels
 from .modelio import Model, load_model
 from .normalize import apply_range, percentile_range, percentiles
+from .plausibility import check_labels
 from .predictor_engine import EngineMixin
 from .progress import Progress, Stage, prefetched, run_to_end
 from .resample import resample, resampled_shape
@@ -125,6 +126,8 @@ class Predictor(SettingsMixin, EngineMixin):
         self.diameter = parse_diameter(diameter)
         self.stain = parse_stain(stain)
         self.last_settings: ImageSettings | None = None
+        #: after :meth:`segment`: a warning when its result looks implausible, else None
+        self.last_warning: str | None = None
         self._bpp, self._budget, self._batch_size = bpp, budget, batch_size
         self.net = model.net
         # shared with the copies of with_options: one export and compile per Predictor
@@ -142,6 +145,7 @@ class Predictor(SettingsMixin, EngineMixin):
         if stain is not None:
             other.stain = parse_stain(stain)
         other.last_settings = None
+        other.last_warning = None
         return other
 
     def grid(self, shape):
@@ -282,6 +286,9 @@ class Predictor(SettingsMixin, EngineMixin):
             labels[k] = np.where(lab > 0, lab + offset, 0)
             offset = int(labels[k].max(initial=offset))
         yield Progress(z, z, Stage.INSTANCES)
+        self.last_warning = check_labels(labels, self.last_settings, self.model.diameter)
+        if self.last_warning:
+            log.warning("%s", self.last_warning)
         if not stack:
             labels, prob = labels[0], prob[0]
         return (labels, prob) if return_prob else labels

@@ -40,6 +40,9 @@ class ImageSettings:
         Unstained light level of an RGB image (H&E conversion).
     estimated : bool
         Whether ``diameter`` was estimated from the image ("auto").
+    stain_note : str or None
+        When the stain was guessed on weak evidence: which stain was assumed and how to
+        change it (:meth:`unet_core.stain.StainGuess.note`).
     """
 
     diameter: float | None
@@ -49,6 +52,7 @@ class ImageSettings:
     high: np.ndarray = field(repr=False)
     white: float = 1.0
     estimated: bool = False
+    stain_note: str | None = None
 
     def describe(self) -> str:
         """One line for people: 'diameter 23.4 px (estimated), stain fluorescence'."""
@@ -56,13 +60,13 @@ class ImageSettings:
             size = "diameter: image used at its own scale"
         else:
             size = f"diameter {self.diameter:.1f} px" + (" (estimated)" if self.estimated else "")
-        return f"{size}, scale {self.scale:.3g}, stain {self.stain}"
+        return f"{size}, scale {self.scale:.3g}, stain {self.stain}" + (" (assumed)" if self.stain_note else "")
 
     def as_record(self) -> dict:
         """JSON-friendly record for CSVs, status files and training-set examples."""
         return {"diameter": None if self.diameter is None else round(float(self.diameter), 2),
                 "diameter_estimated": bool(self.estimated), "scale": round(float(self.scale), 5),
-                "stain": self.stain}
+                "stain": self.stain, "stain_assumed": self.stain_note is not None}
 
 
 class Prepared:

@@ -8,11 +8,12 @@ stain).  Other images are brought to that look, pixel by pixel, before normaliza
 - ``"he"``: hematoxylin optical density by colour deconvolution (Ruifrok & Johnston's
   H&E-DAB vectors, as :func:`skimage.color.rgb2hed`), which is high in nuclei.
 
-``"auto"`` decides from the channels and the background (:func:`detect_stain`).
+``"auto"`` decides from the colour of the stained pixels (:func:`guess_stain`).
 Every conversion is per pixel, so it can be applied window by window.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
@@ -73,33 +74,100 @@ def convert(window: np.ndarray, stain: str, white: float = 1.0) -> np.ndarray:
     return -grey if stain == Stain.BRIGHTFIELD else grey
 
 
-def detect_stain(overview: np.ndarray) -> str:
+@dataclass(frozen=True)
+class StainGuess:
+    """What :func:`guess_stain` decided, and how sure it is.
+
+    Attributes
+    ----------
+    stain : str
+        A :class:`Stain` value.
+    confident : bool
+        False when the evidence was weak (then say which stain was assumed and how to
+        set it).
+    reason : str
+        The evidence, in words, for people.
+    """
+
+    stain: str
+    confident: bool
+    reason: str
+
+    def note(self) -> str | None:
+        """A sentence for the user when the guess was weak, else None."""
+        if self.confident:
+            return None
+        return (f"Stain assumed to be {STAIN_NAMES[self.stain]} ({self.reason}); if that is "
+                "wrong, choose the stain by hand (Stain in the Segment widget, --stain on the "
+                "command line).")
+
+
+STAIN_NAMES = {"fluorescence": "fluorescence", "brightfield": "brightfield", "he": "H&E"}
+
+# Share of the stained pixels whose green light is absorbed most (hematoxylin and eosin
+# both absorb green; the purple and pink of H&E): over 0.97 on every H&E field of the
+# shared real data, pale and dark copies included; 0 for fluorescence saved as RGB, whose
+# darker pixels are black background.
+_HE_GREEN_SHARE = 0.6
+# Position of a grey image's median between its 1st and 99.8th percentiles: <= 0.22 on
+# every fluorescence field of the shared data (dark background), >= 0.6 for their
+# inverted copies (brightfield); between 0.2 and 0.3 the evidence is weak.
+_GREY_DARK, _GREY_BRIGHT = 0.2, 0.3
+
+
+def _grey_guess(grey: np.ndarray) -> StainGuess:
+    lo, med, hi = np.percentile(grey, [1.0, 50.0, 99.8])
+    if not hi > lo:
+        return StainGuess(Stain.FLUORESCENCE.value, False, "the image is flat")
+    m = float((med - lo) / (hi - lo))
+    if m <= _GREY_DARK:
+        return StainGuess(Stain.FLUORESCENCE.value, True, "dark background, bright objects")
+    if m >= _GREY_BRIGHT:
+        return StainGuess(Stain.BRIGHTFIELD.value, True, "bright background, dark objects")
+    stain = Stain.FLUORESCENCE if m < (_GREY_DARK + _GREY_BRIGHT) / 2 else Stain.BRIGHTFIELD
+    return StainGuess(stain.value, False, "the background is neither clearly dark nor bright")
+
+
+def guess_stain(overview: np.ndarray) -> StainGuess:
     """Guess the stain of an image from an overview (h, w, C) of raw pixels.
 
-    Nuclei cover a minority of a field, so the median pixel is background.  A background
-    in the upper half of the 1st-99.8th percentile range is bright: brightfield or H&E;
-    in colour, H&E when the stained pixels are clearly coloured (pink/purple: the
-    spread between channels is a sizeable part of the darkness), brightfield otherwise.
+    Decided from the colour of the stained pixels, not from where the background lies
+    (dense tissue has none):
+
+    - colour images whose darker half is coloured with green absorbed most (the purple
+      of hematoxylin, the pink of eosin) are H&E, however dense, pale or dark the field;
+    - colour images with (near) identical channels are grey;
+    - other images are grey (the mean of R, G and B): fluorescence when most pixels sit
+      near the dark end of the range (a dark background; this includes fluorescence
+      saved as RGB, one channel or a composite), brightfield when they sit near the
+      bright end.
     """
     x = np.asarray(overview, np.float32)
     if x.ndim == 2:
         x = x[..., None]
+    finite = np.isfinite(x).all(axis=-1)
+    if not finite.any():
+        return StainGuess(Stain.FLUORESCENCE.value, False, "no finite pixels")
+    x = x[finite]  # (N, C)
     colour = x.shape[-1] >= 3
-    grey = x[..., :3].mean(axis=-1) if colour else x[..., 0]
-    finite = grey[np.isfinite(grey)]
-    if finite.size == 0:
-        return Stain.FLUORESCENCE.value
-    lo, med, hi = np.percentile(finite, [1.0, 50.0, 99.8])
-    bright_background = hi > lo and (med - lo) / (hi - lo) > 0.5
-    if not bright_background:
-        return Stain.FLUORESCENCE.value
-    if not colour:
-        return Stain.BRIGHTFIELD.value
-    rgb = x[..., :3]
-    dark = grey < np.percentile(finite, 30)
-    if not dark.any():
-        return Stain.BRIGHTFIELD.value
-    spread = (rgb.max(axis=-1) - rgb.min(axis=-1))[dark]
-    darkness = (hi - grey)[dark]
-    chroma = float(np.median(spread) / max(float(np.median(darkness)), 1e-6))
-    return Stain.HE.value if chroma > 0.25 else Stain.BRIGHTFIELD.value
+    grey = x[:, :3].mean(axis=-1) if colour else x[:, 0]
+    if colour:
+        rgb = x[:, :3]
+        white = max(float(np.percentile(rgb.max(axis=-1), 99.5)), 1e-6)
+        spread = float(np.percentile(rgb.max(axis=-1) - rgb.min(axis=-1), 99)) / white
+        if spread > 0.04:
+            darker = rgb[grey <= np.median(grey)]
+            margin = 0.02 * white
+            g_low = (darker[:, 0] - darker[:, 1] > margin) & (darker[:, 2] - darker[:, 1] > margin)
+            lit = float(np.median(darker.max(axis=-1))) / white
+            share = float(g_low.mean()) if len(darker) else 0.0
+            if share >= _HE_GREEN_SHARE and lit > 0.1:
+                confident = share >= 0.85
+                return StainGuess(Stain.HE.value, confident,
+                                  f"{share:.0%} of the stained pixels are purple or pink")
+    return _grey_guess(grey)
+
+
+def detect_stain(overview: np.ndarray) -> str:
+    """The stain :func:`guess_stain` decides (a :class:`Stain` value)."""
+    return guess_stain(overview).stain

@@ -36,6 +36,9 @@ class AugmentConfig:
     blur_sigma: tuple = (0.5, 1.2)
     scale_p: float = 0.0              # resample the crop (nuclei sizes, interpolated pixels)
     scale_range: tuple = (0.5, 2.0)   # log-uniform factor of the resampling
+    stain_p: float = 0.8              # H&E crops: jitter the stains (HED optical density)
+    stain_gain: tuple = (0.8, 1.25)   # hematoxylin density gain
+    stain_mix: float = 0.15           # largest share of eosin / DAB density mixed in
 
     @classmethod
     def from_value(cls, value) -> AugmentConfig | None:
@@ -110,6 +113,23 @@ def scaled_crop(image, labels, mask, size: int, rng, points, reviewed_fraction, 
     img = Resampled(img, (size, size))[:, :]
     return (img, nearest_labels(lab, (size, size)),
             nearest_labels(msk.astype(np.uint8), (size, size)) > 0)
+
+
+def stain_jitter(hed: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None,
+                 low: float, high: float) -> np.ndarray:
+    """The hematoxylin channel of an H&E crop as the network sees it, with the stains
+    jittered: (S, S, 3) HED optical densities -> normalized float32 (S, S, 1).
+
+    Another lab's stain vectors and scanner show as a gain on the hematoxylin density
+    and some eosin (and residual) density leaking into it (HoVer-Net's and
+    tiatoolbox's HED jitter); ``low`` / ``high`` are the image's normalization range.
+    """
+    h = hed[..., 0]
+    if cfg is not None and rng.random() < cfg.stain_p:
+        mix = rng.uniform(-cfg.stain_mix, cfg.stain_mix, size=2)
+        h = h * rng.uniform(*cfg.stain_gain) + mix[0] * hed[..., 1] + mix[1] * hed[..., 2]
+    h = np.maximum(h, 0)
+    return ((h - low) / max(high - low, 1e-6)).astype(np.float32)[..., None]
 
 
 def _elastic(image, labels, mask, rng, cfg: AugmentConfig):

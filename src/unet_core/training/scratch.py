@@ -12,13 +12,13 @@ import torch
 
 from ..errors import InputError
 from ..model import UNet, UNetConfig
-from ..modelio import Model, load_model, make_card
+from ..modelio import Model, diameter_range, load_model, make_card
 from ..progress import Progress, run_to_end
 from .config import DEFAULT_DEVICE, FinetuneConfig, TrainConfig
 from .finetune import _finish, _now, _split, _summary
 from .outdir import CHECKPOINTS, check_out_dir, out_dir_lock
 from .results import ScratchResult
-from .scaling import training_diameter
+from .scaling import pair_at_model_scale, training_diameter
 from .train import train_iter
 
 
@@ -40,7 +40,8 @@ def parse_config(config: dict) -> tuple[UNetConfig, dict, dict]:
             arch[key] = config.pop(key)
         elif key in TrainConfig.names():
             train[key] = config.pop(key)
-    rest_keys = {"name", "description", "normalization", "val_fraction", "instances"}
+    rest_keys = {"name", "description", "normalization", "val_fraction", "instances", "diameter",
+                 "data"}
     unknown = sorted(set(config) - rest_keys) + sorted(set(train) - set(TrainConfig.names()))
     if unknown:
         raise InputError(f"Unknown keys in the training config: {unknown}. Architecture keys: "
@@ -98,10 +99,16 @@ def _scratch_locked(cfg, train_cfg, params, rest, examples, out, *, val_examples
             raise InputError(f"The model to start from ({start.name}) has another architecture "
                              f"than the config: {start.config.to_dict()} vs {cfg.to_dict()}.")
         net.load_state_dict(start.net.state_dict())
+    diameter = rest.get("diameter") or (start.diameter if start is not None else None)
+    if any("group" in e.record for e in train + val):
+        # annotated pairs: at the model's size and stain, as the Predictor shows images
+        target = _SizeOnly(diameter or training_diameter(train))
+        train = [pair_at_model_scale(e, target) for e in train]
+        val = [pair_at_model_scale(e, target) for e in val]
     card = make_card(cfg, rest.get("name") or out.name, normalization=rest.get("normalization"),
                      instances=rest.get("instances"),
                      description=rest.get("description") or f"U-Net trained on {len(train)} examples",
-                     diameter=training_diameter(train))
+                     diameter=diameter or training_diameter(train))
     result = yield from train_iter(net, train, val, train_cfg, checkpoint_dir=out / CHECKPOINTS,
                                    resume=resume, card=card, device=device)
     card["training"] = {"mode": "scratch", "date": _now(), "examples": _summary(train),
@@ -114,6 +121,14 @@ def _scratch_locked(cfg, train_cfg, params, rest, examples, out, *, val_examples
     card["metrics"] = {"val": result.val or {}, "held_back": held}
     _finish(net, out, card, keep_checkpoints=False)
     return ScratchResult(out, result.val or {}, held, result.without_history(), problems, card)
+
+
+class _SizeOnly:
+    """The nucleus size a new model is trained at (what :func:`pair_at_model_scale` reads)."""
+
+    def __init__(self, diameter):
+        self.diameter = diameter
+        self.diameter_range = diameter_range(diameter) if diameter else (0.0, float("inf"))
 
 
 def train_from_scratch(*args, **kwargs) -> ScratchResult:

@@ -24,29 +24,39 @@ from ..errors import InputError
 from ..inputs import as_planes
 from ..instances import labels_to_targets
 from ..modelio import Model, make_card
-from ..normalize import DEFAULT_NORMALIZATION, normalize, percentiles
+from ..normalize import DEFAULT_NORMALIZATION, normalize, percentile_range, percentiles
 from ..progress import Progress, Stage
-from .augment import AugmentConfig, reviewed_points, scaled_crop
+from .augment import AugmentConfig, reviewed_points, scaled_crop, stain_jitter
 from .augment import augment as augment_crop
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_DEVICE, SCHEDULES, TrainConfig, lr_at
 from .dataset import Example, as_example
 from .loss import masked_bce_dice_loss
+from .pairs import sampling_weights
 from .results import TrainResult
 from .validate import evaluate_iter
 
 log = logging.getLogger(__name__)
 
 def _prepare(examples: Sequence[Example], in_channels: int, norm: dict) -> list[tuple]:
-    """Normalize every example once: (image float32 (H, W, C), labels, mask, centre points)."""
+    """Normalize every example once: (image float32 (H, W, C), labels, mask, centre
+    points, hematoxylin range).  An H&E pair at model scale (``record["hed"]``) keeps its
+    three stain densities, normalized per crop after the stain jitter, with the range
+    (low, high) of its hematoxylin channel; for the others the range is None."""
     out = []
     for ex in examples:
+        if ex.record.get("hed"):
+            h = np.maximum(np.asarray(ex.image[..., 0], np.float32), 0)
+            lo, hi = percentile_range(h[..., None], *percentiles(norm))
+            out.append((np.asarray(ex.image, np.float32), ex.labels, ex.mask,
+                        reviewed_points(ex.mask), (float(lo[0]), float(hi[0]))))
+            continue
         planes, stack = as_planes(ex.image, in_channels)
         if stack:
             raise InputError(f"Training example {ex.id} is a stack {ex.image.shape}; "
                              "train on single planes (H, W) or (H, W, C).")
         img = normalize(np.asarray(planes[0]), *percentiles(norm))
-        out.append((img, ex.labels, ex.mask, reviewed_points(ex.mask)))
+        out.append((img, ex.labels, ex.mask, reviewed_points(ex.mask), None))
     return out
 
 
@@ -54,8 +64,10 @@ def _batch(data, p, batch_size, crop, rng, aug, reviewed_fraction, out_channels)
     """(x (B, C, S, S), targets (B, K, S, S), mask (B, 1, S, S)) float32 tensors."""
     xs, ys, ms = [], [], []
     for k in rng.choice(len(data), size=batch_size, p=p):
-        img, lab, msk, pts = data[k]
+        img, lab, msk, pts, hed_range = data[k]
         img, lab, msk = scaled_crop(img, lab, msk, crop, rng, pts, reviewed_fraction, aug)
+        if hed_range is not None:
+            img = stain_jitter(img, rng, aug, *hed_range)
         if aug is not None:
             img, lab, msk = augment_crop(img, lab, msk, rng, aug)
         xs.append(img.transpose(2, 0, 1))
@@ -137,8 +149,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.data = _prepare(self.train, net.config.in_channels, norm)
-        weight = np.array([float(m.sum()) for _, _, m, _ in self.data])
-        self.p = weight / weight.sum() if weight.sum() > 0 else None
+        self.p = sampling_weights(self.train)
+        if self.p is None:
+            weight = np.array([float(d[2].sum()) for d in self.data])
+            self.p = weight / weight.sum() if weight.sum() > 0 else None
         net.to(self.device).train()
         self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = self.start_step = 0

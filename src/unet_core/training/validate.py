@@ -50,7 +50,8 @@ def evaluate_iter(model: Model, examples: Sequence[Example], device="cpu", stage
     rows = []
     yield Progress(0, len(examples), stage)
     for i, ex in enumerate(examples):
-        labels = pred.segment(ex.image)
+        image = np.maximum(ex.image[..., 0], 0) if ex.record.get("hed") else ex.image
+        labels = pred.segment(image)
         truth = np.where(ex.mask, ex.labels, 0)
         rows.append(evaluate(np.where(ex.mask, labels, 0), truth))
         yield Progress(i + 1, len(examples), stage, {"example": ex.id})
