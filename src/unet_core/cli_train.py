@@ -144,10 +144,11 @@ def cmd_train(args) -> int:
         # the recipe names its data; --pairs DIR says where that folder is here
         args.pairs = args.pairs or data["pairs"]
         args.pairs_spec = data
-        if data.get("val_groups"):
+        val_groups = getattr(args, "val_groups", None) or data.get("val_groups")
+        if val_groups:
             from .training.pairs import load_pairs
 
-            val_examples = load_pairs(args.pairs, groups=data["val_groups"],
+            val_examples = load_pairs(args.pairs, groups=val_groups,
                                       per_nucleus_only=data.get("per_nucleus_only", False))
     if args.synthetic:
         if args.images or args.labels or getattr(args, "training_set", None) or args.pairs:
@@ -227,6 +228,9 @@ def add_commands(subparsers) -> None:
                     'parameters ({"training": {"steps": 2000, "lr": 0.001, "crop": 256, ...}}).')
     t.add_argument("--config", required=True, metavar="CONFIG.json")
     _data_args(t)
+    t.add_argument("--val-groups", nargs="+", metavar="SOURCE",
+                   help="with --pairs: validate on these source data sets (typically the ones "
+                        "--exclude-groups holds back)")
     t.add_argument("--synthetic", type=positive_int, metavar="N",
                    help="train on N synthetic nuclei images instead of folders")
     t.add_argument("--synthetic-size", type=positive_int, default=256, metavar="PX",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -28,9 +29,14 @@ from ..scale import distance_diameter, labels_diameter
 from ..stain import Stain, detect_stain, parse_stain
 from .dataset import Example, _check_arrays, uint32_ids
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIX, MASK_SUFFIX, MANIFEST = "_img", "_mask", "MANIFEST.csv"
 # a manifest's words for instance masks made from binary masks (touching nuclei merged)
-_BINARY_WORDS = ("binary",)
+_BINARY_WORDS = ("binary mask",)
+# an id that touches all four edges and covers more than this share of the image is the
+# background given an id (a colour-coded label image decoded colour by colour)
+_BACKGROUND_SHARE = 0.5
 
 
 def read_manifest(folder) -> dict[str, dict]:
@@ -123,7 +129,8 @@ def load_pairs(folder, groups=None, exclude_groups=None, stains=None, per_nucleu
             continue
         img_path = _file(folder, name + IMAGE_SUFFIX)
         image = read_image(img_path)
-        labels = uint32_ids(read_image(_file(folder, name + MASK_SUFFIX)))
+        labels = _without_background_id(uint32_ids(read_image(_file(folder, name + MASK_SUFFIX))),
+                                        name)
         mask = np.ones(labels.shape, bool)
         _check_arrays(image, labels, mask)
         stain = _stain_of(row, image)
@@ -135,6 +142,21 @@ def load_pairs(folder, groups=None, exclude_groups=None, stains=None, per_nucleu
                   "n_objects": int(labels.max())}
         out.append(Example(name, image, labels, mask, record))
     return out
+
+
+def _without_background_id(labels: np.ndarray, name: str) -> np.ndarray:
+    """``labels`` with an id that is really the background (it touches all four edges and
+    covers most of the image) set to 0."""
+    edges = [labels[0], labels[-1], labels[:, 0], labels[:, -1]]
+    common = set(np.unique(edges[0]).tolist())
+    for e in edges[1:]:
+        common &= set(np.unique(e).tolist())
+    for i in sorted(common - {0}):
+        if (labels == i).mean() > _BACKGROUND_SHARE:
+            log.warning("pair %s: id %d is the background (it covers %.0f%% of the image and "
+                        "every edge); taken as background", name, i, 100 * (labels == i).mean())
+            labels = np.where(labels == i, 0, labels).astype(labels.dtype)
+    return labels
 
 
 def group_summary(examples) -> list[dict]:
@@ -151,20 +173,25 @@ def group_summary(examples) -> list[dict]:
 
 
 def sampling_weights(examples) -> np.ndarray | None:
-    """Per-example probabilities that give every stain the same share of the crops,
-    every group the same share within its stain, and every example a share of its
-    group by its reviewed area.  None when no example names a group (then crops
-    follow reviewed area alone)."""
+    """Per-example probabilities: every stain the same share of the crops; within a
+    stain, each group (source) a share that grows with the square root of its nuclei
+    (a one-image source is seen, not learnt by heart); within a group, each example by
+    its reviewed area.  None when no example names a group (then crops follow reviewed
+    area alone)."""
     if not any("group" in e.record for e in examples):
         return None
     area = np.array([float(e.mask.sum()) for e in examples])
     group = [e.record.get("group", e.id) for e in examples]
     stain = [e.record.get("stain", Stain.FLUORESCENCE.value) for e in examples]
-    groups_per_stain = Counter(s for s, _ in {(s, g) for s, g in zip(stain, group)})
-    n_stains = len(groups_per_stain)
-    group_area = Counter()
-    for g, a in zip(group, area):
+    nuclei, group_area, group_stain = Counter(), Counter(), {}
+    for e, g, s, a in zip(examples, group, stain, area):
+        nuclei[g] += max(int(e.record.get("n_objects") or 0), 1)
         group_area[g] += a
-    w = np.array([a / max(group_area[g], 1.0) / groups_per_stain[s] / n_stains
+        group_stain[g] = s
+    stain_total = Counter()
+    for g, s in group_stain.items():
+        stain_total[s] += np.sqrt(nuclei[g])
+    n_stains = len(stain_total)
+    w = np.array([a / max(group_area[g], 1.0) * np.sqrt(nuclei[g]) / stain_total[s] / n_stains
                   for a, g, s in zip(area, group, stain)])
     return w / w.sum() if w.sum() > 0 else None
