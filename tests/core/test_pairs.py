@@ -102,6 +102,7 @@ def test_cli_trains_on_a_folder_of_pairs(tmp_path, capsys):
     assert {e["id"] for e in card["training"]["examples"]} == {"fa_0", "fa_1", "fa_2", "he_0"}
     assert [e["id"] for e in card["training"]["val_examples"]] == ["fb_0"]
     assert card["metrics"]["val"]["n"] == 1
+    assert {r["group"]: r["licence"] for r in card["training"]["data"]}["Lab A"] == "CC0 1.0"
 
 
 def _settings(d):

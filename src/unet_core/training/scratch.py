@@ -18,6 +18,7 @@ from .config import DEFAULT_DEVICE, FinetuneConfig, TrainConfig
 from .finetune import _finish, _now, _split, _summary
 from .outdir import CHECKPOINTS, check_out_dir, out_dir_lock
 from .results import ScratchResult
+from .pairs import group_summary
 from .scaling import pair_at_model_scale, training_diameter
 from .train import train_iter
 
@@ -115,6 +116,10 @@ def _scratch_locked(cfg, train_cfg, params, rest, examples, out, *, val_examples
                         "val_examples": _summary(val), "held_back": held, "steps": result.step,
                         "stopped_by": result.stopped_by, "seconds": round(result.seconds, 1),
                         "final_loss": result.loss, "params": params}
+    if any("group" in e.record for e in train):
+        # which data sets (and so which licences) went into the weights
+        card["training"]["data"] = group_summary(train)
+        card["training"]["val_data"] = group_summary(val)
     if start is not None:
         card["training"]["init"] = {"name": start.name, "sha256": start.card.get("sha256"),
                                     "training": start.card.get("training")}
