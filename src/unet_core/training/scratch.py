@@ -17,8 +17,8 @@ from ..progress import Progress, run_to_end
 from .config import DEFAULT_DEVICE, FinetuneConfig, TrainConfig
 from .finetune import _finish, _now, _split, _summary
 from .outdir import CHECKPOINTS, check_out_dir, out_dir_lock
-from .results import ScratchResult
 from .pairs import group_summary
+from .results import ScratchResult
 from .scaling import pair_at_model_scale, training_diameter
 from .train import train_iter
 
