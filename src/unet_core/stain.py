@@ -111,8 +111,9 @@ STAIN_NAMES = {"fluorescence": "fluorescence", "brightfield": "brightfield", "he
 _HE_GREEN_SHARE = 0.6
 # Position of a grey image's median between its 1st and 99.8th percentiles: <= 0.22 on
 # every fluorescence field of the shared data (dark background), >= 0.6 for their
-# inverted copies (brightfield); between 0.2 and 0.3 the evidence is weak.
-_GREY_DARK, _GREY_BRIGHT = 0.2, 0.3
+# inverted copies (brightfield) and 0.24-0.72 for their H&E fields made grey; between
+# 0.2 and 0.55 the evidence is weak (fluorescence below 0.3, brightfield above).
+_GREY_DARK, _GREY_SPLIT, _GREY_BRIGHT = 0.2, 0.3, 0.55
 
 
 def _grey_guess(grey: np.ndarray) -> StainGuess:
@@ -124,7 +125,7 @@ def _grey_guess(grey: np.ndarray) -> StainGuess:
         return StainGuess(Stain.FLUORESCENCE.value, True, "dark background, bright objects")
     if m >= _GREY_BRIGHT:
         return StainGuess(Stain.BRIGHTFIELD.value, True, "bright background, dark objects")
-    stain = Stain.FLUORESCENCE if m < (_GREY_DARK + _GREY_BRIGHT) / 2 else Stain.BRIGHTFIELD
+    stain = Stain.FLUORESCENCE if m < _GREY_SPLIT else Stain.BRIGHTFIELD
     return StainGuess(stain.value, False, "the background is neither clearly dark nor bright")
 
 

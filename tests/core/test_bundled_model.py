@@ -12,16 +12,32 @@ def test_bundled_model_is_listed_and_loads_by_name():
     model = load_model("nuclei")
     card = model.card
     assert card["outputs"] == ["foreground", "boundary", "centre"]
-    assert card["training"]["recipe"]["config"] == "weights/nuclei.stage2.train.json"
-    assert card["training"]["init"]["training"]["recipe"]["config"] == "weights/nuclei.train.json"
+    assert [t["recipe"]["config"] for t in _stages(card)] == [f"weights/{s}" for s in STAGES]
     assert model.config.depth == 4 and model.config.halo == 96
+    # the card names the data sets that went into the weights, with their licences
+    licences = {d["group"]: d["licence"] for d in card["training"]["data"]}
+    assert any("MoNuSeg" in g and "NC" in lic for g, lic in licences.items())
+    assert "non-commercial" in card["licence"]
 
 
-@pytest.mark.parametrize("stage", ["nuclei.train.json", "nuclei.stage2.train.json"])
+STAGES = ("nuclei.real.train.json", "nuclei.stage2.train.json", "nuclei.train.json")
+
+
+def _stages(card) -> list[dict]:
+    """The training records of a card, the last stage first (each stage's card holds
+    the one it started from under ``init``)."""
+    out, training = [], card["training"]
+    while training:
+        out.append(training)
+        training = (training.get("init") or {}).get("training")
+    return out
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_bundled_model_card_matches_its_committed_recipe(stage):
-    """Each of the two training stages on the card ran the parameters of its committed
-    config (weights/nuclei.train.json, then weights/nuclei.stage2.train.json from its
-    weights) to the end."""
+    """Each of the three training stages on the card ran the parameters of its committed
+    config (weights/nuclei.train.json; weights/nuclei.stage2.train.json from its weights;
+    weights/nuclei.real.train.json from those) to the end."""
     import json
     from pathlib import Path
 
@@ -32,7 +48,7 @@ def test_bundled_model_card_matches_its_committed_recipe(stage):
         pytest.skip("an installed package without the repository's weights/ folder")
     cfg, params, _ = parse_config(json.loads(config.read_text()))
     card = load_model("nuclei").card
-    training = card["training"] if "stage2" in stage else card["training"]["init"]["training"]
+    training = _stages(card)[STAGES.index(stage)]
     assert training["recipe"]["config"] == f"weights/{stage}"
     assert card["config"] == cfg.to_dict()
     ran = {k: v for k, v in training["params"].items() if k != "max_seconds"}

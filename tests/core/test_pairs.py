@@ -63,8 +63,11 @@ def test_sampling_is_even_over_stains_and_sources(tmp_path):
     by = lambda key: {k: p[[i for i, e in enumerate(pairs) if key(e) == k]].sum()  # noqa: E731
                       for k in {key(e) for e in pairs}}
     np.testing.assert_allclose(sorted(by(lambda e: e.record["stain"]).values()), [0.5, 0.5])
+    # within a stain, sources by the square root of their nuclei
     groups = by(lambda e: e.record["group"])
-    assert groups["Lab A"] == pytest.approx(0.25) and groups["Lab B"] == pytest.approx(0.25)
+    nuclei = {g: sum(e.record["n_objects"] for e in pairs if e.record["group"] == g)
+              for g in ("Lab A", "Lab B")}
+    assert groups["Lab A"] / groups["Lab B"] == pytest.approx(np.sqrt(nuclei["Lab A"] / nuclei["Lab B"]))
 
 
 def test_he_pairs_keep_their_stain_densities_and_are_jittered(tmp_path):

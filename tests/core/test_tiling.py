@@ -69,10 +69,17 @@ class PlusOne(nn.Module):
 @pytest.mark.parametrize("tile", [16, 48, 256])
 def test_stub_stitching_is_exact(tile, rng):
     img = rng.integers(0, 4000, (123, 301)).astype(np.uint16)
-    prob = Predictor(PlusOne(), device="cpu", tile=tile).predict(img)
+    # the tiler is under test, so the network runs in PyTorch f32 (exact on every CPU)
+    # (uniform noise has no stain to guess: it is taken as it is)
+    prob = Predictor(PlusOne(), device="cpu", tile=tile, backend="torch", precision="f32",
+                     stain="fluorescence").predict(img)
     expect = torch.sigmoid(torch.from_numpy(normalize(img[..., None])[..., 0] + 1)).numpy()
     assert prob.shape == (1, 123, 301) and prob.dtype == np.float32
     np.testing.assert_allclose(prob[0], expect, atol=1e-6)
+
+
+# exactness is the tiler's: PyTorch f32 on every CPU (the default backend may run bf16)
+EXACT = {"backend": "torch", "precision": "f32"}
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +101,8 @@ def _windows(grid) -> set:
 def test_real_unet_tiled_equals_whole_image(depth4, shape, border, tiles):
     rng = np.random.default_rng(1)
     img = rng.gamma(2.0, 300.0, shape).astype(np.float32)
-    whole = Predictor(depth4, device="cpu", tile=4096, border=border).predict(img)
-    assert len(_windows(Predictor(depth4, device="cpu", tile=4096, border=border).grid(shape))) == 1
+    whole = Predictor(depth4, device="cpu", tile=4096, border=border, **EXACT).predict(img)
+    assert len(_windows(Predictor(depth4, device="cpu", tile=4096, border=border, **EXACT).grid(shape))) == 1
     if border == "none":  # the whole-image pass is the plain network on the image itself
         x = torch.from_numpy(normalize(img[..., None])[..., 0])
         aligned = [-(-s // 16) * 16 for s in shape]
@@ -105,7 +112,7 @@ def test_real_unet_tiled_equals_whole_image(depth4, shape, border, tiles):
             plain = torch.sigmoid(depth4(x))[0, :, :shape[0], :shape[1]].numpy()
         assert np.abs(plain - whole).max() <= 1e-4
     for tile in tiles:
-        p = Predictor(depth4, device="cpu", tile=tile, border=border)
+        p = Predictor(depth4, device="cpu", tile=tile, border=border, **EXACT)
         assert len(_windows(p.grid(shape))) > 1, (tile, "one window: nothing is tested")
         diff = np.abs(p.predict(img) - whole).max()
         assert diff <= 1e-4, (tile, diff)
