@@ -43,6 +43,7 @@ def main(argv=None):
     ap.add_argument("--base", default="nuclei")
     ap.add_argument("--seconds", type=float, default=300)
     ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--lr", type=float, help="learning rate (default: the fine-tune default)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     image, truth = dsb2018_sample()
@@ -54,7 +55,7 @@ def main(argv=None):
     cmd = [sys.executable, "-m", "unet_core.cli", "finetune", "--base", args.base,
            "--images", str(tmp / "images"), "--labels", str(tmp / "images"),
            "--steps", str(args.steps), "--max-seconds", str(args.seconds), "--device", "cpu",
-           "-o", str(tmp / "model"), "-q"]
+           "-o", str(tmp / "model"), "-q"] + (["--lr", str(args.lr)] if args.lr else [])
     t0 = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
