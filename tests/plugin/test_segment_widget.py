@@ -235,3 +235,17 @@ def test_dask_and_zarr_layers_are_read_lazily_and_shown_lazily(segment, qtbot, n
     # a second run replaces the lazy layer's data
     _run(qtbot, widget)
     assert [layer.name for layer in viewer.layers].count("lazy labels") == 1
+
+
+def test_a_stain_guessed_on_weak_evidence_is_said(segment, qtbot, notifications):
+    """An image with no clear background (noise: neither dark nor bright) is segmented with
+    the stain auto chose, and the user is told which stain was assumed and where to set it."""
+    viewer, widget = segment
+    rng = np.random.default_rng(3)
+    viewer.add_image(rng.integers(0, 4000, (96, 96)).astype(np.uint16), name="noise")
+    _run(qtbot, widget)
+    status = widget.run_bar.status.text()
+    assert "Stain assumed to be" in status and "choose the stain by hand" in status
+    warnings = [n for n in notifications if n.severity == NotificationSeverity.WARNING]
+    assert any("Stain assumed" in n.message for n in warnings)
+    assert not _errors(notifications)
