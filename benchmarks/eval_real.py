@@ -64,6 +64,8 @@ def main(argv=None):
     ap.add_argument("--names", nargs="+", help="only these pairs")
     ap.add_argument("--given", action="store_true", help="also segment with the true stain and size")
     ap.add_argument("--baseline", action="store_true", help="also Otsu + watershed")
+    ap.add_argument("--size-only", action="store_true",
+                    help="only the size estimate, on every per-nucleus pair (no segmentation)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--json", help="write every per-image row here")
@@ -71,6 +73,8 @@ def main(argv=None):
     pairs = load_pairs(args.pairs, groups=args.groups, names=args.names)
     if not pairs:
         sys.exit(f"no pairs in {args.pairs}")
+    if args.size_only:
+        return size_only(args, [p for p in pairs if not p.record["merged"]])
     result = {"images": {}}
     per = defaultdict(lambda: defaultdict(list))
     stain_ok, size_err = defaultdict(list), defaultdict(list)
@@ -104,11 +108,11 @@ def main(argv=None):
             per["Otsu + watershed"][ex.record["group"]].append(
                 _row(otsu_watershed(ex.image, ex.record["stain"]), ex.labels))
     result["summary"] = {m: summarise(rows) for m, rows in per.items()}
+    stain_of = {ex.record["group"]: ex.record["stain"] for ex in pairs}
     by_stain = {}
     for m, rows in per.items():
         for stain in ("fluorescence", "he"):
-            rs = [r for g, rr in rows.items() for r in rr
-                  if next(iter(load_stain(pairs, g)), None) == stain]
+            rs = [r for g, rr in rows.items() for r in rr if stain_of[g] == stain]
             if rs:
                 by_stain.setdefault(m, {})[stain] = summarise({stain: rs})[stain]
     result["by_stain"] = by_stain
@@ -131,8 +135,25 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps(result, indent=1, default=float))
 
 
-def load_stain(pairs, group):
-    return {ex.record["stain"] for ex in pairs if ex.record["group"] == group}
+def size_only(args, pairs):
+    """The size estimate against the true median diameter, per model; prints how many
+    images are within 20% and the worst ones."""
+    out = {}
+    for name in args.models:
+        pred = Predictor(load_model(name), device="cpu", backend=args.backend,
+                         precision=args.precision)
+        rows = []
+        for ex in pairs:
+            est, truth = pred.settings_for(ex.image).diameter, ex.record["diameter"]
+            rows.append((ex.id, truth, est, None if est is None else est / truth - 1))
+        errs = np.array([9.0 if r[3] is None else abs(r[3]) for r in rows])
+        print(f"{name}: size within 20% on {int((errs <= 0.2).sum())}/{len(rows)} per-nucleus "
+              f"images, median error {np.median(errs):.3f}")
+        for r in sorted(rows, key=lambda r: -(9.0 if r[3] is None else abs(r[3])))[:10]:
+            print(f"  {r[0]:34s} true {r[1]:6.1f} px  estimate {r[2] or 0:6.1f} px")
+        out[name] = rows
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float))
 
 
 if __name__ == "__main__":

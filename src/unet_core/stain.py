@@ -43,10 +43,17 @@ def parse_stain(value) -> str:
     return v
 
 
-def _hematoxylin_vector() -> np.ndarray:
+def optical_density(rgb: np.ndarray, white: float) -> np.ndarray:
+    """Optical density (H, W, 3) float32 of RGB pixels against the unstained light level."""
+    return -np.log(np.clip(np.asarray(rgb[..., :3], np.float32) / np.float32(white), 1e-3, None))
+
+
+def hed_density(rgb: np.ndarray, white: float, channels: slice = slice(None)) -> np.ndarray:
+    """Hematoxylin, eosin and DAB densities (H, W, 3) float32 of an RGB image (Ruifrok &
+    Johnston's vectors, as :func:`skimage.color.rgb2hed`); ``channels`` selects some."""
     from skimage.color import hed_from_rgb
 
-    return np.asarray(hed_from_rgb, np.float32)[:, 0]
+    return optical_density(rgb, white) @ np.asarray(hed_from_rgb, np.float32)[:, channels]
 
 
 def white_level(overview: np.ndarray) -> float:
@@ -68,8 +75,7 @@ def convert(window: np.ndarray, stain: str, white: float = 1.0) -> np.ndarray:
         if not colour:
             raise InputError("H&E needs a colour (RGB) image; this one has "
                              f"{x.shape[-1]} channel(s). Use stain 'brightfield' for grey images.")
-        od = -np.log(np.clip(x[..., :3] / np.float32(white), 1e-3, None))
-        return np.maximum(od @ _hematoxylin_vector(), 0)[..., None]
+        return np.maximum(hed_density(x, white, slice(0, 1)), 0)
     grey = x[..., :3].mean(axis=-1, keepdims=True) if colour else x[..., :1]
     return -grey if stain == Stain.BRIGHTFIELD else grey
 

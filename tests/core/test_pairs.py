@@ -10,10 +10,11 @@ from unet_core import cli
 from unet_core.modelio import load_model
 from unet_core.plausibility import check_labels
 from unet_core.scale import ImageSettings
+from unet_core.stain import hed_density
 from unet_core.synthetic import render_he, synthetic_nuclei
 from unet_core.training.augment import AugmentConfig, stain_jitter
 from unet_core.training.pairs import group_summary, load_pairs, sampling_weights
-from unet_core.training.scaling import hed_density, pair_at_model_scale
+from unet_core.training.scaling import pair_at_model_scale
 
 
 def write_pairs(folder, manifest=True):
@@ -74,7 +75,7 @@ def test_he_pairs_keep_their_stain_densities_and_are_jittered(tmp_path):
     pairs = load_pairs(write_pairs(tmp_path / "pairs"))
     he = pairs[-1]
     model = load_model("nuclei")
-    at = pair_at_model_scale(he, model)
+    at = pair_at_model_scale(he, model.diameter, model.diameter_range)
     assert at.record["hed"] and at.image.shape[-1] == 3 and at.image.dtype == np.float32
     hed = hed_density(he.image, 255.0)
     h = hed[..., 0]
@@ -85,7 +86,7 @@ def test_he_pairs_keep_their_stain_densities_and_are_jittered(tmp_path):
     jittered = [stain_jitter(hed, rng, AugmentConfig(stain_p=1.0), 0.0, 1.0) for _ in range(3)]
     assert all(j.shape == plain.shape and not np.allclose(j, plain) for j in jittered)
     # fluorescence pairs are converted as the Predictor converts them, one channel
-    fl = pair_at_model_scale(pairs[0], model)
+    fl = pair_at_model_scale(pairs[0], model.diameter, model.diameter_range)
     assert not fl.record["hed"] and fl.image.shape[-1] == 1
 
 

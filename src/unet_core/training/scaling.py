@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from ..resample import nearest_labels, resampled_shape
+from ..resample import nearest_labels, resample, resampled_shape
 from ..scale import labels_diameter
 from .dataset import Example
 
@@ -24,16 +24,20 @@ def training_diameter(examples) -> float | None:
     return float(np.median(per)) if per else None
 
 
+def resampling(d: float | None, diameter: float | None, size_range) -> float:
+    """The factor that brings nuclei of ``d`` px to a model's ``diameter``: 1 when either
+    is unknown or ``d`` lies in the model's ``size_range`` (as the Predictor does)."""
+    if d and diameter and not size_range[0] <= d <= size_range[1]:
+        return diameter / d
+    return 1.0
+
+
 def to_model_scale(ex: Example, pred) -> Example:
     """``ex`` stain-converted (float32 (h, w)) and resampled as ``pred`` (a
     :class:`~unet_core.predict.Predictor`) would show it to its network; the record
     says how (diameter, scale, stain)."""
-    model = pred.model
     d = labels_diameter(ex.labels, ex.mask)
-    scale = 1.0
-    lo_d, hi_d = model.diameter_range
-    if d and model.diameter and not lo_d <= d <= hi_d:
-        scale = model.diameter / d
+    scale = resampling(d, pred.model.diameter, pred.model.diameter_range)
     s = dataclasses.replace(pred.with_options(diameter="none").settings_for(ex.image), scale=scale,
                             diameter=d)
     plane = ex.image if ex.image.ndim == 3 else ex.image[..., None]
@@ -47,27 +51,17 @@ def to_model_scale(ex: Example, pred) -> Example:
     return Example(ex.id, image, labels, mask, record)
 
 
-def hed_density(rgb: np.ndarray, white: float) -> np.ndarray:
-    """Optical densities of an RGB image (H, W, 3) in hematoxylin, eosin and DAB
-    (Ruifrok & Johnston's vectors, as :func:`skimage.color.rgb2hed`), float32
-    (H, W, 3).  Channel 0, clipped at 0, is what the Predictor shows the network of an
-    H&E image (:func:`unet_core.stain.convert`)."""
-    from skimage.color import hed_from_rgb
+def pair_at_model_scale(ex: Example, diameter: float | None,
+                        size_range: tuple[float, float]) -> Example:
+    """An annotated pair (:func:`~.pairs.load_pairs`) at a model's size and stain.
 
-    od = -np.log(np.clip(np.asarray(rgb[..., :3], np.float32) / np.float32(white), 1e-3, None))
-    return od @ np.asarray(hed_from_rgb, np.float32)
-
-
-def pair_at_model_scale(ex: Example, model) -> Example:
-    """An annotated pair (:func:`~.pairs.load_pairs`) at the model's size and stain.
-
-    Like :func:`to_model_scale`, nuclei outside the model's size range are resampled
-    to its diameter (measured on the true labels: ``record["diameter"]``).  An H&E
+    Like :func:`to_model_scale`, nuclei outside the model's size range ``size_range``
+    are resampled to its ``diameter`` (measured on the true labels: ``record["diameter"]``).  An H&E
     image keeps all three stain densities (``record["hed"]``), so that training can
     jitter the stains (:func:`~.augment.stain_jitter`) before taking the hematoxylin
     channel; other stains are converted as the Predictor converts them.
     """
-    from ..stain import Stain, convert, white_level
+    from ..stain import Stain, convert, hed_density, white_level
 
     stain = ex.record.get("stain") or Stain.FLUORESCENCE.value
     if stain == Stain.HE:
@@ -75,13 +69,9 @@ def pair_at_model_scale(ex: Example, model) -> Example:
     else:
         image = convert(ex.image, stain)
     d = ex.record.get("diameter") or labels_diameter(ex.labels, ex.mask)
-    scale, labels, mask = 1.0, ex.labels, ex.mask
-    lo_d, hi_d = model.diameter_range
-    if d and model.diameter and not lo_d <= d <= hi_d:
-        scale = model.diameter / d
+    scale, labels, mask = resampling(d, diameter, size_range), ex.labels, ex.mask
+    if scale != 1.0:
         shape = resampled_shape(labels.shape, scale)
-        from ..resample import resample
-
         image = resample(image, shape)
         labels = nearest_labels(labels, shape)
         mask = nearest_labels(mask.astype(np.uint8), shape) > 0

@@ -103,9 +103,10 @@ def _scratch_locked(cfg, train_cfg, params, rest, examples, out, *, val_examples
     diameter = rest.get("diameter") or (start.diameter if start is not None else None)
     if any("group" in e.record for e in train + val):
         # annotated pairs: at the model's size and stain, as the Predictor shows images
-        target = _SizeOnly(diameter or training_diameter(train))
-        train = [pair_at_model_scale(e, target) for e in train]
-        val = [pair_at_model_scale(e, target) for e in val]
+        diameter = diameter or training_diameter(train)
+        size_range = diameter_range(diameter) if diameter else (0.0, float("inf"))
+        train = [pair_at_model_scale(e, diameter, size_range) for e in train]
+        val = [pair_at_model_scale(e, diameter, size_range) for e in val]
     card = make_card(cfg, rest.get("name") or out.name, normalization=rest.get("normalization"),
                      instances=rest.get("instances"),
                      description=rest.get("description") or f"U-Net trained on {len(train)} examples",
@@ -126,14 +127,6 @@ def _scratch_locked(cfg, train_cfg, params, rest, examples, out, *, val_examples
     card["metrics"] = {"val": result.val or {}, "held_back": held}
     _finish(net, out, card, keep_checkpoints=False)
     return ScratchResult(out, result.val or {}, held, result.without_history(), problems, card)
-
-
-class _SizeOnly:
-    """The nucleus size a new model is trained at (what :func:`pair_at_model_scale` reads)."""
-
-    def __init__(self, diameter):
-        self.diameter = diameter
-        self.diameter_range = diameter_range(diameter) if diameter else (0.0, float("inf"))
 
 
 def train_from_scratch(*args, **kwargs) -> ScratchResult:
