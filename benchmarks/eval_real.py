@@ -144,13 +144,20 @@ def size_only(args, pairs):
                          precision=args.precision)
         rows = []
         for ex in pairs:
-            est, truth = pred.settings_for(ex.image).diameter, ex.record["diameter"]
-            rows.append((ex.id, truth, est, None if est is None else est / truth - 1))
+            s = pred.settings_for(ex.image)
+            est, truth = s.diameter, ex.record["diameter"]
+            rows.append((ex.id, truth, est, None if est is None else est / truth - 1,
+                         s.size_note is not None))
         errs = np.array([9.0 if r[3] is None else abs(r[3]) for r in rows])
-        print(f"{name}: size within 20% on {int((errs <= 0.2).sum())}/{len(rows)} per-nucleus "
-              f"images, median error {np.median(errs):.3f}")
-        for r in sorted(rows, key=lambda r: -(9.0 if r[3] is None else abs(r[3])))[:10]:
-            print(f"  {r[0]:34s} true {r[1]:6.1f} px  estimate {r[2] or 0:6.1f} px")
+        said = np.array([r[4] for r in rows])
+        miss = errs > 0.2
+        print(f"{name}: size within 20% on {int((~miss).sum())}/{len(rows)} per-nucleus "
+              f"images, median error {np.median(errs):.3f}; said uncertain on "
+              f"{int(said[miss].sum())}/{int(miss.sum())} misses and {int(said[~miss].sum())}/"
+              f"{int((~miss).sum())} others")
+        for r in sorted(rows, key=lambda r: -(9.0 if r[3] is None else abs(r[3])))[:int(miss.sum())]:
+            print(f"  {r[0]:34s} true {r[1]:6.1f} px  estimate {r[2] or 0:6.1f} px"
+                  + ("  (said uncertain)" if r[4] else ""))
         out[name] = rows
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))

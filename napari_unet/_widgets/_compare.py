@@ -55,8 +55,9 @@ class CompareBox(QGroupBox):
         box.addWidget(self.use_button)
         self.setVisible(False)
 
-    def show_scores(self, before: dict, after: dict, held_back: bool) -> None:
-        """Fill the table with the mean scores (``dice``, ``ap50``, ``map``, ``n``)."""
+    def show_scores(self, before: dict, after: dict, held_back: bool, band: bool = False) -> None:
+        """Fill the table with the mean scores (``dice``, ``ap50``, ``map``, ``n``);
+        ``band``: the held-back example is a band of the only example."""
         for row, key in enumerate(SCORES):
             b, a = before.get(key), after.get(key)
             cells = [b, a, a - b if a is not None and b is not None else None]
@@ -68,6 +69,8 @@ class CompareBox(QGroupBox):
         self.table.setFixedHeight(height)
         n = after.get("n", before.get("n", 0))
         self.note.setText(
+            "On a band at the end of the example, held back: the model never trained "
+            "on it." if held_back and band else
             f"On {n} held-back example{'s' if n != 1 else ''} the model never trained on."
             if held_back else "No example was held back (the set has one): scored on the "
             "training example itself, so 'new' looks better than it is.")

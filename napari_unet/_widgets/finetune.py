@@ -12,6 +12,7 @@ from unet_core import Progress, UNetError
 from unet_core.progress import Stage
 from unet_core.training.config import FinetuneConfig
 from unet_core.training.dataset import TrainingSet
+from unet_core.training.finetune import HELD_BACK_BAND
 from unet_core.training.outdir import discard_unfinished, new_model_dir
 
 from .. import PLUGIN_NAME
@@ -183,7 +184,9 @@ class FinetuneWidget(QWidget):
         self.new_model = Path(result.model_dir)
         if result.before:
             self.plot.add_validation(0, result.before)
-        self.compare_box.show_scores(result.before, result.after, result.held_back)
+        band = any(str(v.get("id", "")).endswith(HELD_BACK_BAND)
+                   for v in result.card.get("training", {}).get("val_examples", []))
+        self.compare_box.show_scores(result.before, result.after, result.held_back, band)
         train = result.train
         why = " (time budget)" if train.stopped_by == "time" else ""
         message = f"Saved {self.new_model.name}: {train.step} steps{why} in {train.seconds:.0f} s."

@@ -174,7 +174,7 @@ class SegmentWidget(QWidget):
                                  blending="additive"))
         n = result.objects if result.objects is not None else int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
-        notes = [t for t in (getattr(result.settings, "stain_note", None), result.warning) if t]
+        notes = (result.settings.notes if result.settings else []) + ([result.warning] if result.warning else [])
         for note in notes:
             show_warning(note)
         return (f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "

@@ -85,7 +85,7 @@ def cmd_predict(args) -> int:
                 written.append(write_tiff(out / f"{stem}_prob.tif", prob.astype(np.float32)))
             print(f"{path}: {int(labels.max())} objects ({pred.last_settings.describe()}) "
                   f"-> {written[0]}")
-            for note in (pred.last_settings.stain_note, pred.last_warning):
+            for note in pred.last_settings.notes + [pred.last_warning]:
                 if note:
                     print(f"{path}: WARNING: {note}", file=sys.stderr)
         except (UNetError, MemoryError, OSError) as err:

@@ -110,7 +110,7 @@ def _print_saved(result) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from .training.finetune import finetune_iter
+    from .training.finetune import HELD_BACK_BAND, finetune_iter
 
     examples, problems = _load_examples(args)
     _report_problems(problems)
@@ -122,8 +122,12 @@ def cmd_finetune(args) -> int:
                         overwrite=args.overwrite, name=args.name)
     result = _drive(gen, config.steps, args.quiet)
     _print_saved(result)
-    label = "held-back" if result.held_back else "training (none held back)"
-    print(f"{label} examples: {result.card['metrics']['before'].get('n', 0)}")
+    val = result.card["training"].get("val_examples") or []
+    if result.held_back and len(val) == 1 and val[0]["id"].endswith(HELD_BACK_BAND):
+        print("held back: a band at the end of the one example (never trained on)")
+    else:
+        label = "held-back" if result.held_back else "training (none held back)"
+        print(f"{label} examples: {result.card['metrics']['before'].get('n', 0)}")
     print(f"  base ({args.base}): {_fmt(result.before)}")
     print(f"  new:  {_fmt(result.after)}")
     return 1 if problems else 0

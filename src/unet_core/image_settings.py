@@ -59,10 +59,13 @@ class SettingsMixin:
         base = self._stained(plane, stain, white)
         lo, hi = percentile_range(base, *percentiles(norm))
         model_d = self.model.diameter
-        diameter, estimated = None, False
+        diameter, estimated, size_note = None, False, None
         if self.diameter == "auto" and model_d:
-            diameter = yield from estimate_diameter_iter(self, base, lo, hi)
-            estimated = diameter is not None
+            found = yield from estimate_diameter_iter(self, base, lo, hi)
+            if found is not None:
+                diameter, estimated, size_note = found.diameter, True, found.note()
+                if size_note:
+                    log.warning("%s", size_note)
         elif isinstance(self.diameter, float):
             diameter = self.diameter
             if not model_d:
@@ -76,7 +79,7 @@ class SettingsMixin:
                 # the network works over a range of sizes, and resampling changes the
                 # pixel noise it learnt to read: within its range, the image stays as is
                 scale = 1.0
-        return ImageSettings(diameter, scale, stain, lo, hi, white, estimated, note)
+        return ImageSettings(diameter, scale, stain, lo, hi, white, estimated, note, size_note)
 
     def _stained(self, plane, stain, white):
         """The plane as the network's channels see it, before normalization."""

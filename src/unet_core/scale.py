@@ -43,6 +43,9 @@ class ImageSettings:
     stain_note : str or None
         When the stain was guessed on weak evidence: which stain was assumed and how to
         change it (:meth:`unet_core.stain.StainGuess.note`).
+    size_note : str or None
+        When the size estimate cannot be trusted: why, and how to set the size
+        (:meth:`unet_core.sizing.SizeEstimate.note`).
     """
 
     diameter: float | None
@@ -53,20 +56,29 @@ class ImageSettings:
     white: float = 1.0
     estimated: bool = False
     stain_note: str | None = None
+    size_note: str | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """What people should know about these settings (an assumed stain, an uncertain
+        size), one line each."""
+        return [n for n in (self.stain_note, self.size_note) if n]
 
     def describe(self) -> str:
         """One line for people: 'diameter 23.4 px (estimated), stain fluorescence'."""
         if self.diameter is None:
             size = "diameter: image used at its own scale"
         else:
-            size = f"diameter {self.diameter:.1f} px" + (" (estimated)" if self.estimated else "")
+            how = " (estimated, uncertain)" if self.size_note else " (estimated)" if self.estimated else ""
+            size = f"diameter {self.diameter:.1f} px{how}"
         return f"{size}, scale {self.scale:.3g}, stain {self.stain}" + (" (assumed)" if self.stain_note else "")
 
     def as_record(self) -> dict:
         """JSON-friendly record for CSVs, status files and training-set examples."""
         return {"diameter": None if self.diameter is None else round(float(self.diameter), 2),
                 "diameter_estimated": bool(self.estimated), "scale": round(float(self.scale), 5),
-                "stain": self.stain, "stain_assumed": self.stain_note is not None}
+                "stain": self.stain, "stain_assumed": self.stain_note is not None,
+                "diameter_uncertain": self.size_note is not None}
 
 
 class Prepared:

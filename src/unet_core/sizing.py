@@ -14,6 +14,8 @@ on a few probe windows (never the whole of a large image):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .errors import InputError
@@ -105,7 +107,8 @@ _AGREE = 1.3
 
 
 def _trusted(looks):
-    """The looks whose guess agrees with the next look's (half the scale), when any do.
+    """The looks whose guess agrees with the next look's (half the scale), and True;
+    all looks and False when none do.
 
     A look errs in one of two directions: nuclei larger than the network's size are cut,
     and their foreground's distance peaks read too small; nuclei shrunk below what the
@@ -118,7 +121,8 @@ def _trusted(looks):
     for a, b in zip(looks, looks[1:]):
         if max(a[2], b[2]) <= _AGREE * min(a[2], b[2]):
             agree.update((a[1], b[1]))
-    return [t for t in looks if t[1] in agree] or looks
+    agreeing = [t for t in looks if t[1] in agree]
+    return (agreeing, True) if agreeing else (looks, False)
 
 
 #: See :func:`_full_look_can_win`: 1 / sqrt(2 / _AGREE) = 0.806, with a margin.
@@ -144,10 +148,39 @@ def _full_look_can_win(shrunk, model_d) -> bool:
     return half[2] * half[1] < _HALF_SEES * model_d
 
 
+@dataclass(frozen=True)
+class SizeEstimate:
+    """What :func:`estimate_diameter_iter` found.
+
+    Attributes
+    ----------
+    diameter : float
+        Nucleus diameter in the image's px.
+    guesses : tuple of float
+        The first pass's guesses (image px), one per look (scale 1, 1/2, 1/4).
+    agreed : bool
+        Whether two neighbouring looks agreed on the size; when none did, the looks
+        contradict each other (objects far outside the sizes the network reads, or few
+        of them) and the estimate cannot be trusted.
+    """
+
+    diameter: float
+    guesses: tuple = ()
+    agreed: bool = True
+
+    def note(self) -> str | None:
+        """A line for people when the estimate cannot be trusted, else None."""
+        if self.agreed:
+            return None
+        return (f"The nucleus size estimate ({self.diameter:.0f} px) is uncertain: looks at "
+                "different scales disagree. Measure a typical nucleus and set Nucleus size "
+                "(--diameter) by hand.")
+
+
 def estimate_diameter_iter(pred, base, lo, hi):
-    """Nucleus diameter (px) of the image ``base`` (H, W, C_in, stain-converted, any
-    array-like) for the Predictor ``pred``; yields Progress, returns a float or None
-    when no nucleus was found.
+    """Nucleus size of the image ``base`` (H, W, C_in, stain-converted, any array-like)
+    for the Predictor ``pred``; yields Progress, returns a :class:`SizeEstimate`, or
+    None when no nucleus was found.
 
     The first pass looks at the probe windows at the image's scale and shrunk 2x and
     4x (a network that cuts a 70 px nucleus into pieces still sees it whole at 1/4);
@@ -179,7 +212,8 @@ def estimate_diameter_iter(pred, base, lo, hi):
         looks = [t for t in looks if t is not None]
     if not looks:
         return None
-    _, first_scale, guess, probes = min(_trusted(looks), key=lambda t: t[0])
+    trusted, agreed = _trusted(looks)
+    _, first_scale, guess, probes = min(trusted, key=lambda t: t[0])
     scale = float(np.clip(_SECOND_LOOK * model_d / guess, MIN_SCALE, MAX_SCALE))
     yield Progress(len(FIRST_SCALES), total, Stage.ESTIMATE, {"first_guess": guess})
     if 1 / _CLOSE <= scale / first_scale <= _CLOSE:
@@ -188,6 +222,7 @@ def estimate_diameter_iter(pred, base, lo, hi):
         probes = _probe(pred, base, lo, hi, scale, int(PROBE_SIDE / scale))
     diams = np.concatenate([equivalent_diameters(lab) for lab in _labels(pred, probes)])
     yield Progress(total, total, Stage.ESTIMATE)
-    if diams.size == 0:
-        return float(np.clip(guess, MIN_DIAMETER, MAX_DIAMETER))
-    return float(np.clip(np.median(diams) / scale, MIN_DIAMETER, MAX_DIAMETER))
+    found = np.median(diams) / scale if diams.size else guess
+    return SizeEstimate(float(np.clip(found, MIN_DIAMETER, MAX_DIAMETER)),
+                        tuple(float(t[2]) for t in looks),
+                        agreed=agreed or len(looks) < 2)

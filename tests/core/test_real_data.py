@@ -52,15 +52,18 @@ def predictor():
 
 
 def test_the_size_estimate_is_within_20_percent_on_most_per_nucleus_images(pairs, predictor):
-    """The target is every image; the bundled model reaches 158 of 186 (BENCHMARKS.md,
-    "Models").  This guards that figure against going back."""
-    off, n = [], 0
+    """The target is every image; the bundled model reaches 168 of 186 against the median
+    of the whole nuclei (BENCHMARKS.md, "Models").  This guards that figure against going
+    back, and that most misses say the estimate is uncertain."""
+    off, said, n = [], 0, 0
     for p in pairs:
         if p.record["merged"]:
             continue  # touching nuclei merged in the mask: its own size is not the truth
         n += 1
-        est = predictor.settings_for(p.image).diameter
-        truth = p.record["diameter"]
+        s = predictor.settings_for(p.image)
+        est, truth = s.diameter, p.record["diameter"]
         if est is None or abs(est / truth - 1) > 0.2:
             off.append((p.id, round(truth, 1), est and round(est, 1)))
-    assert len(off) <= 0.16 * n, f"{len(off)} of {n} images off by more than 20%: {off}"
+            said += s.size_note is not None
+    assert said >= len(off) / 2, f"only {said} of {len(off)} misses said the size is uncertain"
+    assert len(off) <= 0.1 * n, f"{len(off)} of {n} images off by more than 20%: {off}"

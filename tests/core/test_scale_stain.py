@@ -104,6 +104,25 @@ def test_auto_diameter_finds_the_nucleus_size(bundled, radius):
     assert abs(s.diameter / true_d - 1) < 0.2, (s.diameter, true_d)
 
 
+def test_a_size_estimate_whose_looks_disagree_says_so(bundled):
+    """Looks at different scales that contradict each other (here uniform noise: no
+    nuclei at any scale) leave a note naming Nucleus size; agreeing looks leave none."""
+    from unet_core.sizing import SizeEstimate, _trusted
+
+    looks = [(0.1, 1.0, 20.0, None), (0.3, 0.5, 40.0, None), (0.9, 0.25, 90.0, None)]
+    assert _trusted(looks) == (looks, False)
+    assert _trusted(looks[:1] + [(0.1, 0.5, 22.0, None)])[1]
+    note = SizeEstimate(20.0, (20.0, 40.0, 90.0), agreed=False).note()
+    assert "uncertain" in note and "Nucleus size" in note
+    image, _ = synthetic_nuclei((384, 384), seed=11, radius_range=(9, 11), density=0.3,
+                                haze=0.0, pressed=0.0)
+    good = bundled.settings_for(image)
+    assert good.size_note is None and good.notes == [] and "uncertain" not in good.describe()
+    uncertain = dataclasses.replace(good, size_note=note)
+    assert uncertain.notes == [note] and "(estimated, uncertain)" in uncertain.describe()
+    assert uncertain.as_record()["diameter_uncertain"]
+
+
 def test_estimate_skips_the_full_scale_look_only_where_it_cannot_win(bundled, monkeypatch):
     """Large nuclei: the looks shrunk 2x and 4x agree and rule out the costly look at the
     image's own scale, which is then not taken; the estimate is the same as with it."""

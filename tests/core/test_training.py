@@ -27,6 +27,8 @@ from unet_core.modelio import bundled_model_dir
 from unet_core.training import TrainingSet, finetune, masked_bce_dice_loss, train_from_scratch, train_iter
 from unet_core.training.augment import AugmentConfig, augment, random_crop
 from unet_core.training.checkpoint import latest_checkpoint, load_checkpoint
+from unet_core.training.dataset import as_example
+from unet_core.training.finetune import hold_back_band
 from unet_core.training.train import lr_at
 
 TINY = UNetConfig(depth=2, base_filters=8)
@@ -246,6 +248,33 @@ def test_finetune_makes_a_new_model_with_its_own_card(base_model, tmp_path):
         assert set(card["metrics"][key]) >= {"dice", "ap50"}
     with pytest.raises(InputError, match="already holds"):
         finetune(base_model, ts, out, steps=1, **FAST)
+
+
+def test_one_example_holds_back_a_band_of_itself(base_model, tmp_path):
+    # one corrected image: its last fifth (along the longer side) is scored, never trained on
+    image, labels = make_example(2, size=250, n=50)
+    result = finetune(base_model, [(image, labels)], tmp_path / "one", steps=2, **FAST)
+    assert result.held_back
+    card = load_model(tmp_path / "one").card
+    (val,) = card["training"]["val_examples"]
+    assert val["id"].endswith("(held-back band)") and card["metrics"]["held_back"]
+    ex = as_example((image, labels))
+    train, val = hold_back_band(ex, 0.2)
+    assert val.image.shape == (50, 250) and not train.mask[200:].any() and train.mask[:200].all()
+    assert np.array_equal(val.labels, labels[200:])
+    # too small a band to score: the example is used for both, and the result says so
+    small = finetune(base_model, [make_example(1)], tmp_path / "small", steps=1, **FAST)
+    assert not small.held_back
+
+
+def test_a_timed_run_validates_before_its_end(tmp_path):
+    # steps set high and a time budget: validations fall at tenths of the time, so a
+    # fine-tune stopped by time can still keep its best weights
+    examples = [make_example(i) for i in range(2)]
+    gen = train_iter(tiny_net(), examples[:1], examples[1:], steps=100000, max_seconds=3,
+                     val_every=100000, **FAST)
+    validated = [p.done for p in gen if p.stage == "train" and (p.info or {}).get("val")]
+    assert len(validated) >= 3
 
 
 def test_train_from_scratch(tmp_path):

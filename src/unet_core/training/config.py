@@ -128,6 +128,7 @@ class FinetuneConfig(_Config):
     seed: int = _like("seed")
     batch_size: int = _like("batch_size")
     crop: int = _like("crop", 256)
+    warmup: int = _like("warmup", 20)
     val_fraction: float = _opt(0.2, "share of examples held back for the comparison", float)
     checkpoint_every: int = _like("checkpoint_every", 50)
     val_every: int | None = _like("val_every", text="validate every N steps (default: ten "

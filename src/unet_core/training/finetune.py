@@ -21,7 +21,7 @@ from ..modelio import DEFAULT_MODEL, Model, load_model, make_card, save_model
 from ..progress import Progress, Stage, run_to_end
 from .checkpoint import discard_dir
 from .config import FinetuneConfig
-from .dataset import TrainingSet, as_example
+from .dataset import Example, TrainingSet, as_example
 from .outdir import CHECKPOINTS, check_out_dir, new_model_dir, new_sibling, out_dir_lock, replace_dir
 from .results import FinetuneResult
 from .scaling import to_model_scale
@@ -43,11 +43,46 @@ def _examples(examples) -> tuple[list, list]:
     return [as_example(e, i) for i, e in enumerate(examples)], []
 
 
+#: A single example keeps at least this many px (along its longer side) and objects in
+#: its held-back band; smaller examples are used both to train and to validate.
+MIN_BAND_PX, MIN_BAND_OBJECTS = 48, 3
+#: The id suffix of a held-back band.
+HELD_BACK_BAND = "(held-back band)"
+
+
+def hold_back_band(example, fraction: float):
+    """(train, val) from one example: the last ``fraction`` of its reviewed region along
+    the longer side becomes a validation example, and the training copy no longer
+    learns there (its reviewed mask leaves the band out).  None when the band would be
+    too small to score (see ``MIN_BAND_PX``, ``MIN_BAND_OBJECTS``)."""
+    rows, cols = np.nonzero(example.mask)
+    if rows.size == 0:
+        return None
+    box = [slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)]
+    axis = 0 if box[0].stop - box[0].start >= box[1].stop - box[1].start else 1
+    length = box[axis].stop - box[axis].start
+    width = int(round(length * fraction))
+    band = list(box)
+    band[axis] = slice(box[axis].stop - width, box[axis].stop)
+    band = tuple(band)
+    labels, mask = example.labels[band], example.mask[band]
+    n_objects = np.unique(labels[mask & (labels > 0)]).size
+    if width < MIN_BAND_PX or n_objects < MIN_BAND_OBJECTS:
+        return None
+    train_mask = example.mask.copy()
+    train_mask[band] = False
+    record = dict(example.record, held_back_band=[[b.start, b.stop] for b in band])
+    val = Example(f"{example.id} {HELD_BACK_BAND}", example.image[band], labels, mask, record)
+    train = Example(example.id, example.image, example.labels, train_mask, dict(example.record))
+    return train, val
+
+
 def split_examples(examples, val_fraction: float, seed: int):
     """Hold back ``val_fraction`` of the examples (at least one, if there are two or more).
 
-    Returns (train, val, held_back); with a single example it is used for both and
-    ``held_back`` is False.
+    A single example is split instead: a band of ``val_fraction`` of it (see
+    :func:`hold_back_band`) is held back.  Returns (train, val, held_back); when even
+    that is too small the example is used for both and ``held_back`` is False.
     """
     n = len(examples)
     if not 0.0 <= val_fraction < 1.0:
@@ -55,7 +90,10 @@ def split_examples(examples, val_fraction: float, seed: int):
     if val_fraction == 0 or n == 0:
         return list(examples), [], False
     if n == 1:
-        log.warning("only one example: it is used both to train and to validate")
+        split = hold_back_band(examples[0], val_fraction)
+        if split is not None:
+            return [split[0]], [split[1]], True
+        log.warning("only one small example: it is used both to train and to validate")
         return list(examples), list(examples), False
     order = np.random.default_rng(seed).permutation(n)
     n_val = min(n - 1, max(1, int(round(n * val_fraction))))
@@ -134,11 +172,18 @@ def finetune_iter(base=DEFAULT_MODEL, examples=(), out_dir=None, config: Finetun
             keep_checkpoints=keep_checkpoints))
 
 
-def _split(examples, val_examples, val_fraction: float, seed: int):
-    """(examples, problems) read, then (train, val, held_back) split."""
+def _split(examples, val_examples, val_fraction: float, seed: int, pred=None):
+    """(examples, problems) read and, given a Predictor ``pred``, brought to its model's
+    scale and stain (see :func:`~.scaling.to_model_scale`), then (train, val, held_back)
+    split."""
+    def view(e):
+        return e if pred is None else to_model_scale(e, pred)
+
     examples, problems = _examples(examples)
+    examples = [view(e) for e in examples]
     if val_examples is not None:
-        train, val, held = examples, [as_example(e, i) for i, e in enumerate(val_examples)], True
+        train, held = examples, True
+        val = [view(as_example(e, i)) for i, e in enumerate(val_examples)]
     else:
         train, val, held = split_examples(examples, val_fraction, seed)
     if not train:
@@ -151,13 +196,11 @@ def _finetune_locked(model, examples, out, cfg: FinetuneConfig, *, val_examples,
                      overwrite, name, description, keep_checkpoints):
     """:func:`finetune_iter` once the output folder's lock is held."""
     out = check_out_dir(out, model.path, resume=resume, overwrite=overwrite)
-    train, val, held, problems = _split(examples, val_examples, cfg.val_fraction, cfg.seed)
     # the examples as the network will see them at prediction: its stain and size
     from ..predict import Predictor
 
     viewer = Predictor(model, device="cpu", backend="torch")
-    train = [to_model_scale(e, viewer) for e in train]
-    val = [to_model_scale(e, viewer) for e in val]
+    train, val, held, problems = _split(examples, val_examples, cfg.val_fraction, cfg.seed, viewer)
     before = yield from evaluate_iter(model, val, cfg.device, stage=Stage.VALIDATE_BASE)
     net = copy.deepcopy(model.net)
     card = make_card(net.config, name or out.name, normalization=model.normalization,
@@ -217,4 +260,5 @@ def finetune(*args, **kwargs) -> FinetuneResult:
 
 
 
-__all__ = ["check_out_dir", "finetune", "finetune_iter", "split_examples"]
+__all__ = ["HELD_BACK_BAND", "check_out_dir", "finetune", "finetune_iter", "hold_back_band",
+           "split_examples"]

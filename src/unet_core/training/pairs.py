@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import read_image
-from ..scale import distance_diameter, labels_diameter
+from ..scale import distance_diameter, equivalent_diameters
 from ..stain import Stain, detect_stain, parse_stain
 from .dataset import Example, _check_arrays, uint32_ids
 
@@ -76,11 +76,14 @@ def _stain_of(row: dict, image: np.ndarray) -> str:
 
 
 def true_diameter(labels: np.ndarray, merged: bool = False) -> float | None:
-    """Median nucleus diameter (px) of a mask; for masks whose touching nuclei are
-    merged (``merged``) from the distance transform of the foreground instead."""
+    """Median nucleus diameter (px) of a mask: the median equivalent diameter of the
+    whole nuclei (those cut by the image's edge are left out when at least five others
+    remain: a cut nucleus is not smaller); for masks whose touching nuclei are merged
+    (``merged``) from the distance transform of the foreground instead."""
     if merged:
         return distance_diameter(labels > 0)
-    return labels_diameter(labels)
+    diameters = equivalent_diameters(labels)
+    return float(np.median(diameters)) if diameters.size else None
 
 
 def load_pairs(folder, groups=None, exclude_groups=None, stains=None, per_nucleus_only=False,

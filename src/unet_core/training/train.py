@@ -162,6 +162,7 @@ class Trainer:
         if resume:
             self._resume(Path(resume) if resume is not True else latest_checkpoint(checkpoint_dir))
         self._t0 = time.monotonic()
+        self._time_validations = 0
         self._saved_step = self.step if self.checkpoint is not None else None
         self.last_val = next((rec["val"] for rec in reversed(self.history) if rec.get("val")), None)
 
@@ -257,6 +258,20 @@ class Trainer:
     def _due(self, every: int | None) -> bool:
         return bool(every) and (self.step % every == 0 or self.step == self.config.steps)
 
+    #: With a time budget, validation also falls at each of this many shares of it: a
+    #: run stopped by time (``steps`` set high) reaches few of its step-based validations.
+    TIME_VALIDATIONS = 10
+
+    def _time_due(self) -> bool:
+        cfg = self.config
+        if not cfg.max_seconds or not cfg.val_every:
+            return False
+        share = int((time.monotonic() - self._t0) / cfg.max_seconds * self.TIME_VALIDATIONS)
+        if share > self._time_validations:
+            self._time_validations = share
+            return True
+        return False
+
     def run_training(self) -> Generator[Progress, None, TrainResult]:
         """Train to ``config.steps`` (or the time budget), validating and checkpointing
         on the way; yields ``Progress(step, steps, Stage.TRAIN, record)`` after each step
@@ -269,7 +284,7 @@ class Trainer:
                     stopped_by = "time"
                     break
                 rec = self.train_step()
-                if self.val and self._due(cfg.val_every):
+                if self.val and (self._due(cfg.val_every) or self._time_due()):
                     rec["val"] = yield from self.validate()
                 if self.checkpoint_dir is not None and cfg.checkpoint_every \
                         and self.step % cfg.checkpoint_every == 0:
