@@ -14,6 +14,9 @@ that map grows them to fill the foreground.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -73,6 +76,154 @@ def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return labels
 
 
+_EIGHT = np.ones((3, 3), bool)
+#: The four forward 8-neighbour offsets (dy, dx): every adjacent pixel pair once.
+_PAIRS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+def _basin_passes(basins: np.ndarray, surface: np.ndarray, n: int):
+    """(a, b, level) of every pair of 8-adjacent basins ``a < b`` (ids 1..n): the
+    highest level at which they touch, ``min(surface)`` over the adjacent pixel pair."""
+    h, w = basins.shape
+    keys, levels = [], []
+    for dy, dx in _PAIRS:
+        src = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+        dst = (slice(dy, h), slice(max(0, dx), w + min(0, dx)))
+        a, b = basins[src], basins[dst]
+        touch = (a != b) & (a > 0) & (b > 0)
+        a, b = a[touch].astype(np.int64), b[touch].astype(np.int64)
+        keys.append(np.minimum(a, b) * (n + 1) + np.maximum(a, b))
+        levels.append(np.minimum(surface[src][touch], surface[dst][touch]))
+    keys, levels = np.concatenate(keys), np.concatenate(levels)
+    order = np.lexsort((-levels, keys))          # per pair, its highest level first
+    keys, levels = keys[order], levels[order]
+    first = np.r_[True, keys[1:] != keys[:-1]] if keys.size else np.zeros(0, bool)
+    keys, levels = keys[first], levels[first]
+    return keys // (n + 1), keys % (n + 1), levels
+
+
+def _dynamics(peaks: np.ndarray, a, b, levels, h: float):
+    """Which maxima (index 1..n of ``peaks``) rise at least ``h`` above the highest pass
+    to a higher maximum, and into which basin each other one drains.
+
+    Basins merge from the highest pass down (union-find); where two meet at ``level``,
+    the one with the lower maximum is significant when ``peak - level >= h`` and drains
+    into the other.  Maxima that never meet a higher one meet the rest through the
+    background (0).  Returns (keep bool (n+1,), owner int (n+1,)); ``owner`` is a
+    basin's own index where it never drained.
+    """
+    h32 = np.float32(h)
+    parent = list(range(len(peaks)))
+    top = peaks.tolist()
+    keep = np.ones(len(peaks), bool)
+    owner = np.arange(len(peaks))
+
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i in np.argsort(-levels, kind="stable").tolist():
+        ra, rb = root(int(a[i])), root(int(b[i]))
+        if ra == rb:
+            continue
+        if top[ra] < top[rb] or (top[ra] == top[rb] and ra > rb):
+            ra, rb = rb, ra
+        keep[rb] = np.float32(peaks[rb]) - levels[i] >= h32
+        parent[rb] = owner[rb] = ra
+    for r in range(1, len(peaks)):
+        if parent[r] == r:
+            keep[r] = peaks[r] >= h32
+    keep[int(np.argmax(peaks))] = len(peaks) > 1
+    keep[0] = False
+    return keep, owner
+
+
+#: Images of at least this many px flood their regions in threads (see :func:`_flood`).
+PARALLEL_PIXELS = 1 << 20
+
+
+def _flood(surface: np.ndarray, markers: np.ndarray, flood: np.ndarray,
+           workers: int | None = None) -> np.ndarray:
+    """``watershed(-surface, markers, connectivity=2, mask=flood)``, the same labels,
+    faster: the flood's 8-connected regions never meet, so they are shared out, balanced by area,
+    into bands of rows flooded in threads (skimage's watershed releases the GIL)."""
+    from skimage.segmentation import watershed
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers < 2 or flood.size < PARALLEL_PIXELS:
+        return watershed(-surface, markers, connectivity=2, mask=flood)
+    regions, n = ndi.label(flood, structure=_EIGHT)
+    if n < 2 * workers:
+        return watershed(-surface, markers, connectivity=2, mask=flood)
+    boxes = ndi.find_objects(regions)
+    centre = np.array([(b[0].start + b[0].stop) / 2 for b in boxes])
+    area = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+    order = np.argsort(centre, kind="stable")
+    share = np.minimum(np.cumsum(area[order]) * workers // max(int(area.sum()), 1), workers - 1)
+    group = np.zeros(n + 1, np.int16)
+    group[order + 1] = share + 1
+    of = group[regions]
+
+    def one(g):
+        rows = [boxes[i][0] for i in order[share == g - 1]]
+        if not rows:
+            return slice(0, 0), None
+        band = slice(min(r.start for r in rows), max(r.stop for r in rows))
+        mine = of[band] == g
+        return band, watershed(-surface[band], np.where(mine, markers[band], 0), connectivity=2,
+                               mask=mine)
+
+    out = np.zeros(flood.shape, np.int32)
+    with ThreadPoolExecutor(workers) as pool:
+        for band, lab in pool.map(one, range(1, workers + 1)):
+            if lab is not None:
+                out[band] += lab
+    return out
+
+
+def _basins(surface: np.ndarray, flood: np.ndarray, h: float):
+    """(maxima labels, basins, keep, owner) of ``surface`` within ``flood``: every
+    regional maximum (8-connected plateaus) flooded into its basin, and which of them
+    are ``h``-maxima (see :func:`_dynamics`)."""
+    from skimage.morphology import local_maxima
+
+    top = local_maxima(surface, connectivity=2, allow_borders=True) & (surface > 0)
+    maxima, n = ndi.label(top, structure=_EIGHT)
+    peaks = np.zeros(n + 1, np.float32)
+    peaks[maxima[top]] = surface[top]            # a plateau has one value
+    if n == 0 or h > np.ptp(surface):
+        return maxima, np.zeros_like(maxima), np.zeros(n + 1, bool), np.arange(n + 1)
+    basins = _flood(surface, maxima, flood)
+    keep, owner = _dynamics(peaks, *_basin_passes(basins, surface, n), h)
+    return maxima, basins, keep, owner
+
+
+def h_maxima_seeds(surface: np.ndarray, h: float) -> np.ndarray:
+    """Labelled seeds (int32 (H, W), 8-connected) of the maxima of ``surface`` (float32,
+    >= 0, 0 between nuclei) that rise at least ``h`` above their surroundings: the same
+    pixels as ``skimage.morphology.h_maxima(surface, h)``, found from the regional
+    maxima's basins (:func:`_basins`) without a grey-level reconstruction of the whole
+    image (several times slower)."""
+    surface = np.asarray(surface, np.float32)
+    maxima, _, keep, _ = _basins(surface, surface > 0, h)
+    seeds, _ = ndi.label(keep[maxima], structure=_EIGHT)
+    return seeds
+
+
+def _drained(keep: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Per basin, the kept basin it drains into through a chain of lower maxima (0 for
+    none): pointer jumping over ``owner``."""
+    target = np.where(keep, np.arange(len(keep)), owner)
+    while True:
+        nxt = target[target]
+        if np.array_equal(nxt, target):
+            break
+        target = nxt
+    return np.where(keep[target], target, 0)
+
+
 def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_threshold: float = 0.5,
                     h: float = 1.0, sigma: float = 1.0, min_size: int = 16) -> np.ndarray:
     """Probabilities (C, H, W) -> uint32 instance labels (H, W), ids 1..N.
@@ -80,13 +231,15 @@ def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_thresh
     The seed map is the distance transform of foreground > ``fg_threshold`` and
     boundary < ``boundary_threshold`` (the nuclei shrunk apart by their predicted
     boundaries), weighted by ``0.5 + centre`` where there is a centre map (C >= 3),
-    and smoothed by a Gaussian of ``sigma`` px.  Its ``h``-maxima seed a watershed
-    that fills the foreground; foreground regions without a seed become objects of
-    their own.  Objects under ``min_size`` px are dropped.  With one channel the
-    foreground alone is used.
+    and smoothed by a Gaussian of ``sigma`` px.  Every regional maximum of that map is
+    flooded into its basin over the foreground (one watershed); basins whose maximum
+    rises less than ``h`` above the pass to a higher one (not an ``h``-maximum, see
+    :func:`h_maxima_seeds`) join the basin they drain into.  That is a watershed seeded
+    by the ``h``-maxima, in one flooding.  Foreground regions without a maximum become
+    objects of their own.  Objects under ``min_size`` px are dropped.  With one channel
+    the foreground alone is used.
     """
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import relabel_sequential, watershed
+    from skimage.segmentation import relabel_sequential
 
     prob = np.asarray(prob, dtype=np.float32)
     if prob.ndim != 3 or prob.shape[0] < 1:
@@ -100,9 +253,9 @@ def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_thresh
         surface *= 0.5 + prob[2]
     if sigma > 0:
         surface = ndi.gaussian_filter(surface, sigma)
-    seeds, _ = ndi.label(h_maxima(surface, h) > 0)
-    labels = watershed(-surface, seeds, mask=mask)
-    # foreground the seeds could not reach (e.g. all boundary) still becomes objects
+    _, basins, keep, owner = _basins(surface, mask | (surface > 0), h)
+    labels = np.where(mask, _drained(keep, owner)[basins], 0)
+    # foreground no kept maximum drains (e.g. all boundary) still becomes objects
     rest, n = ndi.label(mask & (labels == 0))
     if n:
         labels = np.where(rest > 0, rest + labels.max(), labels)
