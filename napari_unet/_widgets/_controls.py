@@ -25,27 +25,45 @@ from ._run_bar import RunBar
 from ._scale_controls import ScaleControls
 from ._training import default_training_dir
 
-__all__ = ["FolderEdit", "ModelPicker", "RunBar", "ScaleControls", "boxes_row", "check_box", "chosen_layer", "combo_box", "device_combo", "fill_layer_combo",
-           "form_row", "inference_combo", "lr_combo", "make_form", "spin_box", "status_label",
-           "training_set_edit", "tta_check", "watch_layers"]
+__all__ = ["OUTPUT_KEY", "FolderEdit", "ModelPicker", "RunBar", "ScaleControls", "boxes_row",
+           "check_box", "chosen_layer", "combo_box", "device_combo", "fill_layer_combo",
+           "follow_selection", "form_row", "inference_combo", "lr_combo", "make_form", "spin_box",
+           "status_label", "training_set_edit", "tta_check", "watch_layers"]
+
+
+#: Layer metadata key of the plugin's own probability layers: listed in the layer
+#: choices, never chosen by themselves (a segmentation adds one and selects it).
+OUTPUT_KEY = "napari_unet_output"
+
+
+def _followed(layer, kind) -> bool:
+    """Whether a combo of ``kind`` layers follows ``layer`` when it is opened or selected."""
+    return isinstance(layer, kind) and layer.metadata.get(OUTPUT_KEY) != "probabilities"
 
 
 def fill_layer_combo(combo: QComboBox, viewer, kind, prefer: str | None = None) -> None:
-    """List the names of the ``kind`` layers of ``viewer`` in ``combo``, keeping its choice.
+    """List the names of the ``kind`` layers of ``viewer`` in ``combo``.
 
     ``prefer`` is chosen when it is new in the list (e.g. the "<image> labels" a
-    segmentation just made) or when the previous choice is gone; otherwise the active
-    layer, otherwise the last one.
+    segmentation just made) or when the previous choice is gone; else a layer the user
+    has just opened (the last new one); else the previous choice; else the active
+    layer, else the last one.
     """
     current = combo.currentText()
     before = {combo.itemText(i) for i in range(combo.count())}
     names = [layer.name for layer in viewer.layers if isinstance(layer, kind)]
+    known = getattr(combo, "_known_layers", None)       # ids of the layers listed before
+    opened = [layer.name for layer in viewer.layers if known is not None
+              and _followed(layer, kind) and id(layer) not in known]
+    combo._known_layers = {id(layer) for layer in viewer.layers if isinstance(layer, kind)}
     active = viewer.layers.selection.active
     combo.blockSignals(True)
     combo.clear()
     combo.addItems(names)
     if prefer in names and (current not in names or prefer not in before):
         combo.setCurrentText(prefer)
+    elif opened:
+        combo.setCurrentText(opened[-1])
     elif current in names:
         combo.setCurrentText(current)
     elif isinstance(active, kind):
@@ -53,6 +71,18 @@ def fill_layer_combo(combo: QComboBox, viewer, kind, prefer: str | None = None) 
     elif names:
         combo.setCurrentIndex(len(names) - 1)
     combo.blockSignals(False)
+    if current and combo.currentText() != current:
+        combo.currentTextChanged.emit(combo.currentText())
+
+
+def follow_selection(viewer, combo: QComboBox, kind) -> None:
+    """Choose in ``combo`` the ``kind`` layer the user selects in the layer list."""
+    def on_active(event=None):
+        layer = viewer.layers.selection.active
+        if _followed(layer, kind) and combo.findText(layer.name) >= 0:
+            combo.setCurrentText(layer.name)
+
+    viewer.layers.selection.events.active.connect(on_active)
 
 
 def check_box(text: str, tip: str, checked: bool = False) -> QCheckBox:

@@ -15,6 +15,7 @@ from ._controls import (
     chosen_layer,
     combo_box,
     fill_layer_combo,
+    follow_selection,
     make_form,
     status_label,
     training_set_edit,
@@ -86,6 +87,8 @@ class CurateWidget(QWidget):
         self.remove_button.clicked.connect(self._on_remove)
         self.folder_edit.line.textChanged.connect(self._on_folder_changed)
         watch_layers(self.viewer, self._on_layers_changed)
+        follow_selection(self.viewer, self.image_combo, Image)
+        follow_selection(self.viewer, self.labels_combo, Labels)
         self._on_layers_changed()
         self._on_region_changed()
         self._on_folder_changed()

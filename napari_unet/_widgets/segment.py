@@ -9,6 +9,7 @@ from unet_core.scale import ImageSettings
 
 from ._common import TILINGS, PredictorCache, PredictorKey, estimate_job, layer_pixels, segment_job
 from ._controls import (
+    OUTPUT_KEY,
     ModelPicker,
     RunBar,
     ScaleControls,
@@ -17,6 +18,7 @@ from ._controls import (
     chosen_layer,
     combo_box,
     fill_layer_combo,
+    follow_selection,
     form_row,
     inference_combo,
     make_form,
@@ -89,6 +91,7 @@ class SegmentWidget(QWidget):
         self.run_bar.run.connect(self._on_run)
         self.scale.estimate.connect(self._on_estimate)
         watch_layers(self.viewer, self._on_layers_changed)
+        follow_selection(self.viewer, self.image_combo, Image)
         self._on_tiling_changed()
         self._on_layers_changed()
 
@@ -171,7 +174,7 @@ class SegmentWidget(QWidget):
                 (result.prob[:, 0] if result.prob.ndim == 4 else result.prob[0])
             self._put_layer(Image, f"{src.name} probabilities", fg,
                             dict(place, colormap="magma", contrast_limits=(0.0, 1.0),
-                                 blending="additive"))
+                                 blending="additive", metadata={OUTPUT_KEY: "probabilities"}))
         n = result.objects if result.objects is not None else int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
         notes = (result.settings.notes if result.settings else []) + ([result.warning] if result.warning else [])

@@ -249,3 +249,23 @@ def test_a_stain_guessed_on_weak_evidence_is_said(segment, qtbot, notifications)
     warnings = [n for n in notifications if n.severity == NotificationSeverity.WARNING]
     assert any("Stain assumed" in n.message for n in warnings)
     assert not _errors(notifications)
+
+
+def test_the_image_choice_follows_the_layer_opened_or_selected(segment):
+    """A second image opened is the one segmented next, as is a layer selected in the
+    layer list; the probability layer a run adds is never chosen by itself."""
+    from napari_unet._widgets._controls import OUTPUT_KEY
+
+    viewer, widget = segment
+    viewer.add_image(np.zeros((32, 32)), name="first")
+    assert widget.image_combo.currentText() == "first"
+    viewer.add_image(np.ones((32, 32)), name="second")
+    assert widget.image_combo.currentText() == "second"
+    assert widget.image_layer().name == "second"
+    viewer.layers.selection.active = viewer.layers["first"]
+    assert widget.image_combo.currentText() == "first"
+    viewer.add_image(np.zeros((32, 32)), name="first probabilities",
+                     metadata={OUTPUT_KEY: "probabilities"})
+    assert widget.image_combo.currentText() == "first"
+    viewer.layers.selection.active = viewer.layers["first probabilities"]
+    assert widget.image_combo.currentText() == "first"
