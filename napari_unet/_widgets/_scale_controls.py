@@ -4,7 +4,7 @@ from __future__ import annotations
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QPushButton, QWidget
 
-from unet_core.stain import STAIN_CHOICES
+from unet_core.stain import STAIN_CHOICES, STAIN_NAMES
 
 
 class ScaleControls(QWidget):
@@ -36,7 +36,8 @@ class ScaleControls(QWidget):
         row.addWidget(self.estimate_button)
         self.estimate_button.setVisible(estimate)
         self.stain_combo = QComboBox()
-        self.stain_combo.addItems(STAIN_CHOICES)
+        for choice in STAIN_CHOICES:
+            self.stain_combo.addItem(choice, choice)
         self.stain_combo.setToolTip(
             "auto: decided from the channels and the background\nfluorescence: bright nuclei "
             "on dark\nbrightfield: dark nuclei on bright (inverted)\nhe: H&E colour image "
@@ -48,11 +49,21 @@ class ScaleControls(QWidget):
         return "auto" if value == 0 else float(value)
 
     def stain(self) -> str:
-        return self.stain_combo.currentText()
+        return self.stain_combo.currentData()
 
     def show_estimate(self, settings) -> None:
         """Fill in an estimate (an :class:`~unet_core.scale.ImageSettings`)."""
         if settings.diameter:
             self.diameter_spin.setValue(round(settings.diameter, 1))
-        if self.stain_combo.currentText() == "auto":
-            self.stain_combo.setToolTip(f"auto chose: {settings.stain}")
+        self.show_resolved(settings)
+
+    def show_resolved(self, settings) -> None:
+        """Show what "auto" resolved to for the last image (an
+        :class:`~unet_core.scale.ImageSettings`): "auto: H&E", "auto: 24 px"."""
+        stain = STAIN_NAMES.get(settings.stain, settings.stain)
+        self.stain_combo.setItemText(0, f"auto: {stain}")
+        self.stain_combo.setToolTip(f"auto chose {stain} for the last image")
+        if settings.diameter and settings.estimated:
+            self.diameter_spin.setSpecialValueText(f"auto: {settings.diameter:.0f} px")
+        else:
+            self.diameter_spin.setSpecialValueText("auto")

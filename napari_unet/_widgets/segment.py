@@ -165,6 +165,8 @@ class SegmentWidget(QWidget):
             self.scale.show_estimate(result)
             return f"Estimate: {result.describe()}"
         src = self._source
+        if result.settings is not None:
+            self.scale.show_resolved(result.settings)
         place = {"scale": src.scale, "translate": src.translate}
         want_labels, want_prob = self._want
         if want_labels:

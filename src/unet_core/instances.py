@@ -104,19 +104,16 @@ def _basin_passes(basins: np.ndarray, surface: np.ndarray, n: int):
 
 def _dynamics(peaks: np.ndarray, a, b, levels, h: float):
     """Which maxima (index 1..n of ``peaks``) rise at least ``h`` above the highest pass
-    to a higher maximum, and into which basin each other one drains.
+    to a higher maximum (bool (n+1,)).
 
     Basins merge from the highest pass down (union-find); where two meet at ``level``,
-    the one with the lower maximum is significant when ``peak - level >= h`` and drains
-    into the other.  Maxima that never meet a higher one meet the rest through the
-    background (0).  Returns (keep bool (n+1,), owner int (n+1,)); ``owner`` is a
-    basin's own index where it never drained.
+    the one with the lower maximum is significant when ``peak - level >= h``.  Maxima
+    that never meet a higher one meet the rest through the background (0).
     """
     h32 = np.float32(h)
     parent = list(range(len(peaks)))
     top = peaks.tolist()
     keep = np.ones(len(peaks), bool)
-    owner = np.arange(len(peaks))
 
     def root(x):
         while parent[x] != x:
@@ -131,32 +128,37 @@ def _dynamics(peaks: np.ndarray, a, b, levels, h: float):
         if top[ra] < top[rb] or (top[ra] == top[rb] and ra > rb):
             ra, rb = rb, ra
         keep[rb] = np.float32(peaks[rb]) - levels[i] >= h32
-        parent[rb] = owner[rb] = ra
+        parent[rb] = ra
     for r in range(1, len(peaks)):
         if parent[r] == r:
             keep[r] = peaks[r] >= h32
     keep[int(np.argmax(peaks))] = len(peaks) > 1
     keep[0] = False
-    return keep, owner
+    return keep
 
 
 #: Images of at least this many px flood their regions in threads (see :func:`_flood`).
 PARALLEL_PIXELS = 1 << 20
 
 
-def _flood(surface: np.ndarray, markers: np.ndarray, flood: np.ndarray,
+def _flood(surface: np.ndarray, markers: np.ndarray, flood: np.ndarray, connectivity: int = 2,
            workers: int | None = None) -> np.ndarray:
-    """``watershed(-surface, markers, connectivity=2, mask=flood)``, the same labels,
-    faster: the flood's 8-connected regions never meet, so they are shared out, balanced by area,
-    into bands of rows flooded in threads (skimage's watershed releases the GIL)."""
+    """``watershed(-surface, markers, connectivity=connectivity, mask=flood)``, the same
+    labels, faster: the flood's regions (connected as the flooding is) never meet, so
+    they are shared out, balanced by area, into bands of rows flooded in threads
+    (skimage's watershed releases the GIL)."""
     from skimage.segmentation import watershed
+
+    def run(surf, mark, mask):
+        return watershed(-surf, mark, connectivity=connectivity, mask=mask)
 
     workers = workers or min(4, os.cpu_count() or 1)
     if workers < 2 or flood.size < PARALLEL_PIXELS:
-        return watershed(-surface, markers, connectivity=2, mask=flood)
-    regions, n = ndi.label(flood, structure=_EIGHT)
+        return run(surface, markers, flood)
+    structure = _EIGHT if connectivity == 2 else None
+    regions, n = ndi.label(flood, structure=structure)
     if n < 2 * workers:
-        return watershed(-surface, markers, connectivity=2, mask=flood)
+        return run(surface, markers, flood)
     boxes = ndi.find_objects(regions)
     centre = np.array([(b[0].start + b[0].stop) / 2 for b in boxes])
     area = np.bincount(regions.ravel(), minlength=n + 1)[1:]
@@ -172,8 +174,7 @@ def _flood(surface: np.ndarray, markers: np.ndarray, flood: np.ndarray,
             return slice(0, 0), None
         band = slice(min(r.start for r in rows), max(r.stop for r in rows))
         mine = of[band] == g
-        return band, watershed(-surface[band], np.where(mine, markers[band], 0), connectivity=2,
-                               mask=mine)
+        return band, run(surface[band], np.where(mine, markers[band], 0), mine)
 
     out = np.zeros(flood.shape, np.int32)
     with ThreadPoolExecutor(workers) as pool:
@@ -184,8 +185,8 @@ def _flood(surface: np.ndarray, markers: np.ndarray, flood: np.ndarray,
 
 
 def _basins(surface: np.ndarray, flood: np.ndarray, h: float):
-    """(maxima labels, basins, keep, owner) of ``surface`` within ``flood``: every
-    regional maximum (8-connected plateaus) flooded into its basin, and which of them
+    """(maxima labels, keep) of ``surface`` within ``flood``: every regional maximum
+    (8-connected plateaus) is flooded into its basin, and ``keep`` says which of them
     are ``h``-maxima (see :func:`_dynamics`)."""
     from skimage.morphology import local_maxima
 
@@ -194,10 +195,9 @@ def _basins(surface: np.ndarray, flood: np.ndarray, h: float):
     peaks = np.zeros(n + 1, np.float32)
     peaks[maxima[top]] = surface[top]            # a plateau has one value
     if n == 0 or h > np.ptp(surface):
-        return maxima, np.zeros_like(maxima), np.zeros(n + 1, bool), np.arange(n + 1)
+        return maxima, np.zeros(n + 1, bool)
     basins = _flood(surface, maxima, flood)
-    keep, owner = _dynamics(peaks, *_basin_passes(basins, surface, n), h)
-    return maxima, basins, keep, owner
+    return maxima, _dynamics(peaks, *_basin_passes(basins, surface, n), h)
 
 
 def h_maxima_seeds(surface: np.ndarray, h: float) -> np.ndarray:
@@ -207,21 +207,9 @@ def h_maxima_seeds(surface: np.ndarray, h: float) -> np.ndarray:
     maxima's basins (:func:`_basins`) without a grey-level reconstruction of the whole
     image (several times slower)."""
     surface = np.asarray(surface, np.float32)
-    maxima, _, keep, _ = _basins(surface, surface > 0, h)
+    maxima, keep = _basins(surface, surface > 0, h)
     seeds, _ = ndi.label(keep[maxima], structure=_EIGHT)
     return seeds
-
-
-def _drained(keep: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """Per basin, the kept basin it drains into through a chain of lower maxima (0 for
-    none): pointer jumping over ``owner``."""
-    target = np.where(keep, np.arange(len(keep)), owner)
-    while True:
-        nxt = target[target]
-        if np.array_equal(nxt, target):
-            break
-        target = nxt
-    return np.where(keep[target], target, 0)
 
 
 def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_threshold: float = 0.5,
@@ -253,9 +241,10 @@ def probs_to_labels(prob: np.ndarray, fg_threshold: float = 0.5, boundary_thresh
         surface *= 0.5 + prob[2]
     if sigma > 0:
         surface = ndi.gaussian_filter(surface, sigma)
-    _, basins, keep, owner = _basins(surface, mask | (surface > 0), h)
-    labels = np.where(mask, _drained(keep, owner)[basins], 0)
-    # foreground no kept maximum drains (e.g. all boundary) still becomes objects
+    maxima, keep = _basins(surface, surface > 0, h)
+    seeds, _ = ndi.label(keep[maxima])
+    labels = _flood(surface, seeds, mask, connectivity=1)
+    # foreground the seeds could not reach (e.g. all boundary) still becomes objects
     rest, n = ndi.label(mask & (labels == 0))
     if n:
         labels = np.where(rest > 0, rest + labels.max(), labels)

@@ -65,13 +65,16 @@ class ImageSettings:
         return [n for n in (self.stain_note, self.size_note) if n]
 
     def describe(self) -> str:
-        """One line for people: 'diameter 23.4 px (estimated), stain fluorescence'."""
+        """One line for people: 'nuclei 23.4 px (estimated), resampled x0.97 to the
+        model's size, stain fluorescence'."""
         if self.diameter is None:
-            size = "diameter: image used at its own scale"
+            size = "nucleus size not used: image at its own scale"
         else:
             how = " (estimated, uncertain)" if self.size_note else " (estimated)" if self.estimated else ""
-            size = f"diameter {self.diameter:.1f} px{how}"
-        return f"{size}, scale {self.scale:.3g}, stain {self.stain}" + (" (assumed)" if self.stain_note else "")
+            size = f"nuclei {self.diameter:.1f} px{how}, " + (
+                "used at the image's scale" if self.scale == 1.0
+                else f"resampled x{self.scale:.2g} to the model's size")
+        return f"{size}, stain {self.stain}" + (" (assumed)" if self.stain_note else "")
 
     def as_record(self) -> dict:
         """JSON-friendly record for CSVs, status files and training-set examples."""

@@ -198,7 +198,7 @@ def test_estimate_fills_the_diameter_and_runs_use_it(segment, qtbot):
     assert "estimated" in widget.run_bar.status.text()
     widget.scale.diameter_spin.setValue(40.0)      # the user overrides it
     _run(qtbot, widget)
-    assert "diameter 40.0 px, scale" in widget.run_bar.status.text()
+    assert "nuclei 40.0 px, resampled x" in widget.run_bar.status.text()
     assert "stain fluorescence" in widget.run_bar.status.text()
     assert viewer.layers["big nuclei labels"].data.max() > 10
 
@@ -269,3 +269,23 @@ def test_the_image_choice_follows_the_layer_opened_or_selected(segment):
     assert widget.image_combo.currentText() == "first"
     viewer.layers.selection.active = viewer.layers["first probabilities"]
     assert widget.image_combo.currentText() == "first"
+
+
+def test_what_auto_resolved_to_is_shown_in_the_choices(segment, qtbot):
+    """After a run with the defaults, the Stain and Nucleus size boxes say what "auto"
+    chose ("auto: H&E", "auto: 14 px"); the status says how the image was resampled."""
+    from unet_core import load_model
+    from unet_core.synthetic import render_he
+
+    viewer, widget = segment
+    widget.model_picker.set_model(load_model("nuclei").path)
+    image, labels = synthetic_nuclei((256, 256), seed=4, radius_range=(6.0, 8.0), density=0.3,
+                                     haze=0.0)
+    viewer.add_image(render_he(image, labels, seed=4), name="tissue", rgb=True)
+    _run(qtbot, widget)
+    assert widget.scale.stain() == "auto" and widget.scale.diameter() == "auto"
+    assert widget.scale.stain_combo.currentText() == "auto: H&E"
+    assert widget.scale.diameter_spin.specialValueText().startswith("auto: ")
+    assert widget.scale.diameter_spin.text().endswith(" px")
+    status = widget.run_bar.status.text()
+    assert "(estimated)" in status and ("resampled x" in status or "image's scale" in status)
