@@ -1,4 +1,5 @@
-"""Make the README screenshots of the Curate and Fine-tune widgets.
+"""Make the README screenshots of the Curate and Fine-tune widgets (and Fine-tune's
+"no improvement" outcome).
 
 Run under a display::
 
@@ -93,6 +94,13 @@ def _finetune(viewer, model: str) -> None:
     _wait(tune)
     _settle(viewer)
     viewer.screenshot(path=str(OUT / "finetune.png"), canvas_only=False)
+    # a run too short to change anything: the widget says there was no improvement
+    tune.steps_spin.setValue(1)
+    tune.lr_combo.setCurrentIndex(tune.lr_combo.count() - 1)
+    tune.run_bar.run_button.click()
+    _wait(tune)
+    _settle(viewer)
+    viewer.screenshot(path=str(OUT / "finetune_no_improvement.png"), canvas_only=False)
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
 """A live plot of training loss and validation scores for the Fine-tune widget."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
@@ -140,6 +143,12 @@ class TrainingPlot(QWidget):
         if self._loss:
             low, high = min(self._loss), max(self._loss)
             pad = 0.05 * (high - low) or 0.05 * abs(high) or 0.1
-            self._ax.set_ylim(max(low - pad, 0.0), high + pad)
+            bottom, top = max(low - pad, 0.0), high + pad
+            self._ax.set_ylim(bottom, top)
+            # as many decimals as the tick spacing needs: no two ticks read the same
+            gaps = np.diff(self._ax.yaxis.get_majorticklocs())
+            step = float(gaps.min()) if gaps.size else top - bottom
+            digits = min(max(2, -math.floor(math.log10(step))), 6) if step > 0 else 2
+            self._ax.yaxis.set_major_formatter(FormatStrFormatter(f"%.{digits}f"))
         self.canvas.draw_idle()
         self.redraws += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
@@ -189,11 +189,17 @@ class FinetuneWidget(QWidget):
         self.compare_box.show_scores(result.before, result.after, result.held_back, band)
         train = result.train
         why = " (time budget)" if train.stopped_by == "time" else ""
-        message = f"Saved {self.new_model.name}: {train.step} steps{why} in {train.seconds:.0f} s."
+        steps = f"{train.step} step{'s' if train.step != 1 else ''}"
+        message = f"Saved {self.new_model.name}: {steps}{why} in {train.seconds:.0f} s."
         if result.problems:
             message += f" {len(result.problems)} example(s) could not be read and were skipped."
         self.model_picker.refresh()
-        show_info(message)
+        outcome = result.outcome()
+        if outcome:
+            show_warning(outcome)
+            message += "\n" + outcome
+        else:
+            show_info(message)
         return message
 
     def _on_job_over(self) -> None:

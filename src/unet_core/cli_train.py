@@ -130,6 +130,8 @@ def cmd_finetune(args) -> int:
         print(f"{label} examples: {result.card['metrics']['before'].get('n', 0)}")
     print(f"  base ({args.base}): {_fmt(result.before)}")
     print(f"  new:  {_fmt(result.after)}")
+    if result.outcome():
+        print(f"note: {result.outcome()}")
     return 1 if problems else 0
 
 

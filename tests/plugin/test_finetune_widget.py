@@ -78,6 +78,20 @@ def test_finetune_saves_compares_and_switches_segment(finetune, qtbot, tiny_mode
     assert widget.model_picker.findData(str(new)) >= 0     # the new model is offered as a base
 
 
+def test_a_fine_tune_that_did_not_improve_says_so(finetune, qtbot, notifications):
+    """One step at the smallest learning rate changes nothing the scores can see: the
+    status and a warning say plainly that the new model is no better, and why that may be."""
+    _, widget = finetune
+    widget.steps_spin.setValue(1)
+    widget.lr_combo.setCurrentIndex(widget.lr_combo.count() - 1)
+    _run(qtbot, widget)
+    assert not _errors(notifications)
+    status = widget.run_bar.status.text()
+    assert "No improvement" in status and "few corrected examples" in status
+    warnings = [n.message for n in notifications if n.severity == NotificationSeverity.WARNING]
+    assert any("No improvement" in m for m in warnings)
+
+
 def test_use_in_segment_opens_segment_when_closed(finetune, qtbot):
     viewer, widget = finetune
     _run(qtbot, widget)
@@ -203,3 +217,17 @@ def test_engine_errors_are_reported(finetune, qtbot, tiny_model, tmp_path, notif
     assert "not a complete safetensors file" in error
     assert widget.run_bar.status.text().startswith("Failed:")
     assert not np.any([p.name.startswith("broken-ft") for p in tiny_model.parent.iterdir()])
+
+
+def test_the_loss_axis_never_repeats_a_tick_label(qtbot):
+    """Loss values close together (0.395-0.405) get as many decimals as their ticks need."""
+    from napari_unet._widgets._plot import TrainingPlot
+
+    plot = TrainingPlot()
+    qtbot.addWidget(plot)
+    for step, loss in enumerate(np.linspace(0.405, 0.395, 30), 1):
+        plot.add_step(step, float(loss))
+    plot.redraw()
+    plot.canvas.draw()
+    labels = [t.get_text() for t in plot._ax.get_yticklabels() if t.get_text()]
+    assert len(labels) >= 3 and len(set(labels)) == len(labels), labels

@@ -75,6 +75,30 @@ class FinetuneResult:
     problems: list
     card: dict
 
+    @property
+    def improved(self) -> bool:
+        """Whether the new model scores above its base on the held-back examples."""
+        keys = ("ap50", "dice")
+        return bool(self.after) and tuple(round(float(self.after.get(k, 0)), 4) for k in keys) > \
+            tuple(round(float(self.before.get(k, 0)), 4) for k in keys)
+
+    def outcome(self) -> str | None:
+        """A plain line for people when the result needs one: no improvement (the new
+        model is the base again), nothing held back, or too little held back to tell."""
+        n_val = len(self.card.get("training", {}).get("val_examples") or [])
+        if not self.held_back:
+            return ("Nothing was held back to score on (one small example): the scores are "
+                    "on the training example itself. Check the new model on other images.")
+        if not self.improved:
+            return ("No improvement: on the held-back examples the new model scores no better "
+                    "than the base, so it keeps the base's weights. Usual reasons: few "
+                    "corrected examples, or too few steps; add corrected regions or train "
+                    "longer.")
+        if n_val < 2:
+            return ("Scored on a single held-back example: a small test. Check the new model "
+                    "on other images before relying on it.")
+        return None
+
 
 @dataclass
 class ScratchResult:
