@@ -75,7 +75,7 @@ def cmd_predict(args) -> int:
         written = []
         try:
             from .cli_batch import predict_large
-            if predict_large(pred, path, out, args):   # images larger than memory
+            if predict_large(pred, path, out, args, stem):   # images larger than memory
                 continue
             image = read_image(path)
             with _tqdm(desc=path.name, unit="batch", leave=False) as bar:

@@ -74,9 +74,11 @@ def cmd_batch(args) -> int:
     return 1 if failed else 0
 
 
-def predict_large(pred, path: Path, out: Path, args) -> bool:
+def predict_large(pred, path: Path, out: Path, args, stem: str | None = None) -> bool:
     """``napari-unet predict`` on an image larger than memory: block by block, written
-    as it goes; returns False for images that fit (the caller reads them whole)."""
+    as it goes, to ``<stem>_labels`` (``stem``: the input's output stem, distinct among
+    the inputs of one run; see :func:`~unet_core.outputs.output_stems`); returns False
+    for images that fit (the caller reads them whole)."""
     from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
     from .lazyio import is_zarr_path, open_image
     from .progress import run_to_end
@@ -86,7 +88,7 @@ def predict_large(pred, path: Path, out: Path, args) -> bool:
     image = open_image(path)
     if not wants_blocks(image):
         return False
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    stem = stem or (path.name[: -len(path.suffix)] if path.suffix else path.name)
     ext = ".zarr" if getattr(args, "zarr", False) or image.shape[0] * image.shape[1] > ZARR_PIXELS \
         else ".tif"
     outputs = {"labels": out / f"{stem}_labels{ext}"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from .stain import convert
+from .stain import STAIN_NAMES, convert
 
 # Nucleus sizes the engine accepts, px; beyond them the estimate is clipped.
 MIN_DIAMETER, MAX_DIAMETER = 3.0, 600.0
@@ -74,7 +74,8 @@ class ImageSettings:
             size = f"nuclei {self.diameter:.1f} px{how}, " + (
                 "used at the image's scale" if self.scale == 1.0
                 else f"resampled x{self.scale:.2g} to the model's size")
-        return f"{size}, stain {self.stain}" + (" (assumed)" if self.stain_note else "")
+        stain = STAIN_NAMES.get(self.stain, self.stain)
+        return f"{size}, stain {stain}" + (" (assumed)" if self.stain_note else "")
 
     def as_record(self) -> dict:
         """JSON-friendly record for CSVs, status files and training-set examples."""

@@ -177,3 +177,24 @@ def test_blocks_in_threads_equal_blocks_one_after_another(pred, tmp_path):
             break
     gen.close()
     assert not out["labels"].exists()
+
+
+def test_large_inputs_with_one_stem_in_two_folders_get_distinct_outputs(tmp_path, monkeypatch,
+                                                                         capsys):
+    """``predict a/img.tif b/img.tif`` on images that go block by block: two results, named
+    like the small-image path names them (parent folders added), neither lost."""
+    import unet_core.lazyio as lazyio
+    from unet_core import cli
+
+    monkeypatch.setattr(lazyio, "SMALL_PIXELS", 100 * 100)   # "large" for this test
+    images = [corner_image(size=256, block=128, seed=s)[0] for s in (3, 4)]
+    for folder, image in zip("ab", images):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "img.tif", image, tile=(64, 64))
+    out = tmp_path / "out"
+    assert cli.main(["predict", str(tmp_path / "a" / "img.tif"), str(tmp_path / "b" / "img.tif"),
+                     "-o", str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a_img_tif_labels.tif", "b_img_tif_labels.tif"], written
+    first, second = (tifffile.imread(out / name) for name in written)
+    assert not np.array_equal(first, second) and first.max() > 0 and second.max() > 0
