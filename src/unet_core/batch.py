@@ -99,7 +99,8 @@ def content_hash(path: Path, old: dict | None = None) -> dict:
     # an OME-Zarr input's labels/ is where this batch writes: not part of the input
     files = sorted(q for q in path.rglob("*") if q.is_file()
                    and q.relative_to(path).parts[0] != "labels") if path.is_dir() else [path]
-    stat = [sum(q.stat().st_size for q in files), max(q.stat().st_mtime_ns for q in files)]
+    stat = [sum(q.stat().st_size for q in files),
+            max((q.stat().st_mtime_ns for q in files), default=path.stat().st_mtime_ns)]
     if old and old.get("stat") == stat and old.get("hash"):
         return {"stat": stat, "hash": old["hash"]}
     h = hashlib.blake2b(digest_size=16)

@@ -117,3 +117,19 @@ def test_batch_help_names_the_cluster_options():
     assert run.returncode == 0
     for option in ("--scheduler", "--workers", "--zarr", "--pattern", "--diameter", "--block"):
         assert option in run.stdout
+
+
+def test_an_empty_zarr_folder_fails_alone(tmp_path, saved_model):
+    """A folder holding an empty ``empty.zarr/`` next to a good image: the good one is
+    segmented, the empty one is reported as failed with a message, no traceback."""
+    src = tmp_path / "in"
+    src.mkdir()
+    tifffile.imwrite(src / "good.tif", synthetic_nuclei((96, 96), seed=1)[0])
+    (src / "empty.zarr").mkdir()
+    out = tmp_path / "out"
+    run = napari_unet("batch", src, "-o", out, "--model", saved_model, "--device", "cpu")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "1 done" in run.stdout and "1 failed" in run.stdout
+    assert any(x.startswith("empty.zarr: failed:") for x in run.stdout.splitlines())
+    check_outputs(out, "good")
