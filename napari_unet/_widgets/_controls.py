@@ -11,11 +11,14 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QSpinBox,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -27,8 +30,8 @@ from ._training import default_training_dir
 
 __all__ = ["OUTPUT_KEY", "FolderEdit", "ModelPicker", "RunBar", "ScaleControls", "boxes_row",
            "check_box", "chosen_layer", "combo_box", "device_combo", "fill_layer_combo",
-           "follow_selection", "form_row", "inference_combo", "lr_combo", "make_form", "spin_box",
-           "status_label", "training_set_edit", "tta_check", "watch_layers"]
+           "follow_selection", "form_row", "inference_combo", "lr_combo", "make_form", "scroll_body",
+           "spin_box", "status_label", "training_set_edit", "tta_check", "watch_layers"]
 
 
 #: Layer metadata key of the plugin's own probability layers: listed in the layer
@@ -83,6 +86,51 @@ def follow_selection(viewer, combo: QComboBox, kind) -> None:
             combo.setCurrentText(layer.name)
 
     viewer.layers.selection.events.active.connect(on_active)
+
+
+#: Least height of a dock's visible part, px: with four docks on a 1000 px screen each
+#: keeps a useful view and scrolls the rest.
+DOCK_MIN_HEIGHT = 160
+
+
+class _VerticalScroll(QScrollArea):
+    """A scroll area that asks to be as wide as its contents need (so it scrolls up and
+    down, and sideways only when the dock is made narrower than that)."""
+
+    def _width(self, hint) -> int:
+        inner = self.widget()
+        bar = self.verticalScrollBar().sizeHint().width()
+        return max(hint.width(), (inner.minimumSizeHint().width() if inner else 0) + bar)
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        hint.setWidth(self._width(hint))
+        return hint
+
+    def sizeHint(self):
+        hint = super().sizeHint()
+        inner = self.widget()
+        if inner is not None:
+            hint.setHeight(inner.sizeHint().height() + 2 * self.frameWidth())
+        hint.setWidth(max(self._width(hint), inner.sizeHint().width() if inner else 0))
+        return hint
+
+
+def scroll_body(widget: QWidget) -> QVBoxLayout:
+    """The layout to fill with ``widget``'s controls, inside a scroll area that fills
+    ``widget``: a dock can then be shorter than its controls (it scrolls) instead of
+    forcing napari's window taller than the screen.  The area is ``widget.scroll``."""
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    area = _VerticalScroll(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    body = QWidget(area)
+    area.setWidget(body)
+    outer.addWidget(area)
+    widget.scroll = area
+    widget.setMinimumHeight(DOCK_MIN_HEIGHT)
+    return QVBoxLayout(body)
 
 
 def check_box(text: str, tip: str, checked: bool = False) -> QCheckBox:

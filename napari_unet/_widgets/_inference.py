@@ -20,7 +20,7 @@ def available_devices() -> list[str]:
 def inference_choices() -> list[tuple[str, tuple[str, str, str]]]:
     """What can run the network here, as (text, (device, backend, precision)).
 
-    "auto" first, with what it resolves to ("auto: cpu, OpenVINO bf16"); then the
+    "auto" first, with what it resolves to ("auto: cpu, OpenVINO f32"); then the
     CPU with each installed backend and precision, then the GPUs (PyTorch).
     """
     from unet_core import backends
@@ -31,7 +31,8 @@ def inference_choices() -> list[tuple[str, tuple[str, str, str]]]:
     choices = [(f"auto: {auto_device.type}, {auto}", ("auto", "auto", "auto"))]
     for backend in backends.installed():
         precisions = ["f32"] + (["bf16"] if backend == "openvino" and backends.cpu_bf16() else [])
-        choices += [(f"cpu, {backends.describe(backend, p)}", ("cpu", backend, p))
+        choices += [(f"cpu, {backends.describe(backend, p)}"
+                     + (f" ({backends.BF16_COST})" if p == "bf16" else ""), ("cpu", backend, p))
                     for p in precisions]
     choices += [(f"{d}, PyTorch", (d, "torch", "auto")) for d in available_devices()[2:]]
     return choices
@@ -55,7 +56,8 @@ def inference_combo(parent=None) -> QComboBox:
     for text, data in inference_choices():
         combo.addItem(text, data)
     tip = ("What runs the network. auto: the GPU when there is one (PyTorch), else the fastest "
-           "CPU backend installed; bf16 only where this CPU executes it natively.")
+           "CPU backend installed, in f32. bf16 (offered only where this CPU executes it "
+           "natively) is faster, but changes some labels.")
     if installed() == ["torch"]:
         tip += f"\n{INSTALL_HINT}."
     combo.setToolTip(tip)

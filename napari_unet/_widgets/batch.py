@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QListWidgetItem, QWidget
 
 from unet_core import Progress
 from unet_core.progress import Stage
@@ -19,6 +19,7 @@ from ._controls import (
     check_box,
     inference_combo,
     make_form,
+    scroll_body,
     tta_check,
 )
 from ._jobs import JobRunner
@@ -83,7 +84,7 @@ class BatchWidget(QWidget):
         self.failed_list.setToolTip("Files that could not be segmented, and why; results to check")
         self.failed_list.setMinimumHeight(60)
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addLayout(make_form(
             ("Input", self.input_edit), ("Files", self.pattern_edit),
             ("Output", self.output_edit), ("Model", self.model_picker),

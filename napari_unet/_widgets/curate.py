@@ -17,6 +17,7 @@ from ._controls import (
     fill_layer_combo,
     follow_selection,
     make_form,
+    scroll_body,
     status_label,
     training_set_edit,
     watch_layers,
@@ -70,7 +71,7 @@ class CurateWidget(QWidget):
         self.summary_label, self.example_list = self.examples.summary_label, self.examples.list
         self.open_button, self.remove_button = self.examples.open_button, self.examples.remove_button
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addLayout(make_form(
             ("Image", self.image_combo), ("Labels", self.labels_combo),
             ("Region", self.region_combo), ("", self.shapes_row),

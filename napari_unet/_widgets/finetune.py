@@ -6,7 +6,7 @@ from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QWidget
 
 from unet_core import Progress, UNetError
 from unet_core.progress import Stage
@@ -24,6 +24,7 @@ from ._controls import (
     form_row,
     lr_combo,
     make_form,
+    scroll_body,
     spin_box,
     training_set_edit,
 )
@@ -84,7 +85,7 @@ class FinetuneWidget(QWidget):
         self.table, self.compare_note = self.compare_box.table, self.compare_box.note
         self.use_button = self.compare_box.use_button
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addLayout(make_form(
             ("Base model", self.model_picker), ("Training set", self.folder_edit),
             ("", self.set_label), ("Steps", self.steps_spin), ("Time limit", self.minutes_spin),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from unet_core.scale import ImageSettings
 
@@ -22,6 +22,7 @@ from ._controls import (
     form_row,
     inference_combo,
     make_form,
+    scroll_body,
     spin_box,
     tta_check,
     watch_layers,
@@ -75,7 +76,7 @@ class SegmentWidget(QWidget):
         self.jobs = JobRunner(self.run_bar, "Segmentation", result=self._on_result,
                               finished=self._on_job_over)
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addLayout(make_form(
             ("Image", self.image_combo), ("Model", self.model_picker),
             ("Nucleus size", self.scale.size_row), ("Stain", self.scale.stain_combo),

@@ -216,8 +216,8 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                         help="what runs the network: auto (on a CPU the fastest installed of "
                              "openvino and onnxruntime, else torch; torch on a GPU)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="auto (bf16 where the CPU runs it natively under OpenVINO, else "
-                             "f32), f32 or bf16")
+                        help="auto (f32 on the CPU, mixed precision on a CUDA GPU), f32 or bf16 "
+                             "(OpenVINO on CPUs that run it natively: faster, changes some labels)")
 
 
 def build_parser() -> argparse.ArgumentParser:

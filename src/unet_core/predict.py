@@ -81,8 +81,8 @@ class Predictor(SettingsMixin, EngineMixin):
         ONNX Runtime, else PyTorch; on a GPU PyTorch), "torch", "openvino",
         "onnxruntime".  See :mod:`unet_core.backends`.
     precision : str
-        "auto" (bf16 where OpenVINO runs it natively on this CPU, else f32; PyTorch's
-        mixed precision on a GPU), "f32" or "bf16".  ``backend`` and ``precision``
+        "auto" (f32 on a CPU; PyTorch's mixed precision on a GPU), "f32" or "bf16"
+        (OpenVINO on CPUs that run it natively: faster, changes some labels).  ``backend`` and ``precision``
         attributes hold what they resolved to.
     """
 
