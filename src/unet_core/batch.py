@@ -290,6 +290,8 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     files = _find_inputs(input_dir, output_dir, pattern)
     stems = output_stems(files, input_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"The output {output_dir} is a file, not a folder; give a folder with -o.")
     output_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(output_dir):
         _remove_stale_temporaries(output_dir)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import InputError, UNetError
 from .progress import Stage, run_to_end
+from .training.config import positive_int
 
 log = logging.getLogger("napari-unet")
 
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
     q.add_argument("--halo", type=int, help="halo in px (default: exact, from the model)")
     q.add_argument("--preset", choices=["exact", "classic"], help="tiling preset")
-    q.add_argument("--batch-size", type=int, help="tiles per forward pass")
+    q.add_argument("--batch-size", type=positive_int, help="tiles per forward pass")
     q.add_argument("--prob", action="store_true", help="also write probabilities")
     q.add_argument("--zarr", action="store_true", help="write large images' outputs as zarr stores")
     q.add_argument("--tta", action="store_true",

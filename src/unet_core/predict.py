@@ -128,6 +128,8 @@ class Predictor(SettingsMixin, EngineMixin):
         self.last_settings: ImageSettings | None = None
         #: after :meth:`segment`: a warning when its result looks implausible, else None
         self.last_warning: str | None = None
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise InputError(f"batch_size must be a whole number of tiles >= 1, got {batch_size!r}.")
         self._bpp, self._budget, self._batch_size = bpp, budget, batch_size
         self.net = model.net
         # shared with the copies of with_options: one export and compile per Predictor

@@ -47,25 +47,24 @@ _SECOND_LOOK = 0.8
 
 
 def parse_diameter(value):
-    """"auto" (also "", "estimate"), None / "none" / 0 (image scale) or a float in px."""
+    """"auto" (also "", "estimate"), None / "none" (image scale) or a float in px."""
     if value is None:
         return None
     if isinstance(value, str):
         v = value.strip().lower()
         if v in ("auto", "", "estimate"):
             return "auto"
-        if v in ("none", "off", "0"):
+        if v in ("none", "off"):
             return None
         try:
             value = float(v)
         except ValueError:
             raise InputError(f"diameter must be 'auto', 'none' or a number of px, got {value!r}") from None
     value = float(value)
-    if value == 0:
-        return None
     if not (MIN_DIAMETER <= value <= MAX_DIAMETER):
         raise InputError(f"diameter {value:g} px is outside {MIN_DIAMETER:g}-{MAX_DIAMETER:g} px; "
-                         "give the typical nucleus width in the image's pixels, or 'auto'.")
+                         "give the typical nucleus width in the image's pixels, 'auto' to "
+                         "estimate it, or 'none' to use the image at its own scale.")
     return value
 
 

@@ -84,3 +84,25 @@ def test_sample_then_predict_then_evaluate(tmp_path, saved_model, capsys):
                  "--device", "cpu"]) == 0
     assert main(["evaluate", "--labels", str(tmp_path / "o"), "--truth", str(tmp_path / "s" / "truth")]) == 0
     assert "nuclei_02" in capsys.readouterr().out
+
+
+def test_settings_that_mean_nothing_are_refused_with_a_reason(images, tmp_path, capsys,
+                                                               saved_model):
+    """--batch-size 0 or -1, --diameter 0 (not a size; 'none' says image scale) and a batch
+    output that is a file: exit 2, a line saying what was wrong, nothing written."""
+    src = images / "img0.tif"
+    out = tmp_path / "out"
+    for bad in (["--batch-size", "0"], ["--batch-size", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            main(["predict", str(src), "-o", str(out), *bad])
+        assert stop.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+    assert main(["predict", str(src), "-o", str(out), "--model", str(saved_model),
+                 "--diameter", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "diameter 0 px is outside" in err and "'none'" in err
+    assert not out.exists() or not any(out.iterdir())
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep me")
+    assert main(["batch", str(src.parent), "-o", str(a_file), "--model", str(saved_model)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"
