@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QListWidgetItem, QWidget
 
 from unet_core import Progress
@@ -178,7 +178,7 @@ class BatchWidget(QWidget):
     def _on_result(self, report) -> str:
         n_failed, n_flagged = len(report.failed), len(report.flagged)
         if n_failed:
-            show_info(f"Batch: {n_failed} file(s) failed.")
+            show_warning(f"Batch: {n_failed} file{'s' if n_failed != 1 else ''} failed; the list says why.")
         if n_flagged:
             show_warning(f"Batch: {n_flagged} result(s) look implausible; check the nucleus size "
                          "and stain (listed below).")

@@ -239,23 +239,36 @@ def zarr_to_tiff(arr, path, tile: int = 512) -> Path:
 def folder_lock(folder, what: str = "batch"):
     """An exclusive lock on ``folder`` for the life of the block (fcntl), so two runs
     cannot write the same outputs at once.  A crashed holder releases it with its
-    process; the lock file itself stays."""
+    process; the lock file is removed when the block ends (while still locked: a run
+    that opened the old file sees it is gone and says so, instead of locking a stale
+    file)."""
     import fcntl
 
     from .errors import InputError
 
     path = Path(folder) / ".napari-unet.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
+    busy = (f"Another {what} is writing to {folder}; wait for it to finish or choose another "
+            "output folder.")
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip()
-            raise InputError(f"Another {what} is writing to {folder} ({holder or 'another process'}); "
-                             "wait for it to finish or choose another output folder.") from None
+            raise InputError(busy.replace(f"{folder};", f"{folder} ({holder or 'another process'});")) \
+                from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:          # the file was removed by the run that held it just now
+            raise InputError(busy)
         f.seek(0)
         f.truncate()
         f.write(json.dumps({"pid": os.getpid()}))
         f.flush()
-        yield path
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)

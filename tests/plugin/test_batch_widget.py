@@ -43,6 +43,9 @@ def test_batch_reports_failure_and_resumes(batch, folder, tmp_path, qtbot, notif
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "img0_labels.tif", "img0_objects.csv", "img0_prob.tif",
         "img2_labels.tif", "img2_objects.csv", "img2_prob.tif"]
+    assert not list(out.glob("*.lock")) and not list(out.glob(".*.lock"))   # no lock left
+    warnings = [n.message for n in notifications if n.severity == NotificationSeverity.WARNING]
+    assert any("1 file failed" in m for m in warnings), warnings
     assert batch.counts_label.text() == "done 2  ·  skipped 0  ·  failed 1"
     assert batch.failed_list.count() == 1
     item = batch.failed_list.item(0).text()

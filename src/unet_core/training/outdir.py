@@ -114,7 +114,7 @@ def out_dir_lock(out_dir, base_path=None):
 
     The lock is the file ``.<name>.lock`` beside the folder (so swapping the folder
     does not drop it), locked with ``flock``: released when this process ends in any
-    way.  Where ``fcntl`` does not exist (Windows) ``msvcrt.locking`` is used.
+    way, and removed when the training ends.  Where ``fcntl`` does not exist (Windows) ``msvcrt.locking`` is used.
     """
     out = _check_place(out_dir, base_path)   # no lock file inside a base model or the package
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,11 +127,27 @@ def out_dir_lock(out_dir, base_path=None):
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             raise InputError(f"Another training (process {holder}) is writing into {out}. Wait for "
                              "it to end, or choose another folder.") from None
+        if not _same_file(path, fd):     # removed by the training that held it just now
+            raise InputError(f"Another training has just written into {out}; run again.")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield out
+        try:
+            yield out
+        finally:
+            # removed while still locked: a training that opened it meanwhile sees the
+            # file is gone (``_same_file``) instead of locking a stale one
+            with contextlib.suppress(OSError):
+                path.unlink()
     finally:
-        os.close(fd)     # closing releases the lock; the file stays (removing it would race)
+        os.close(fd)     # closing releases the lock
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _lock(fd: int) -> None:
