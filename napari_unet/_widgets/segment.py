@@ -1,6 +1,7 @@
 """The Segment dock widget: an image layer and a model in, an instance Labels layer out."""
 from __future__ import annotations
 
+import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QWidget
@@ -180,10 +181,11 @@ class SegmentWidget(QWidget):
                                  blending="additive", metadata={OUTPUT_KEY: "probabilities"}))
         n = result.objects if result.objects is not None else int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
-        notes = (result.settings.notes if result.settings else []) + ([result.warning] if result.warning else [])
+        notes = (result.settings.notes if result.settings else []) + \
+            ([result.warning] if result.warning else [])
         for note in notes:
             show_warning(note)
-        return (f"{n} object{'s' if n != 1 else ''} in {result.seconds:.1f} s "
+        return (f"{n} object{'s' if n != 1 else ''}{_per_plane(result)} in {result.seconds:.1f} s "
                 f"({result.model}; {result.engine}{how})" + "".join(f"\n{t}" for t in notes))
 
     def _on_job_over(self) -> None:
@@ -207,3 +209,17 @@ class SegmentWidget(QWidget):
             kwargs = dict(kwargs, multiscale=True)
         layer = kind(data, name=name, **kwargs)
         layers.append(layer)
+
+
+#: Planes of a stack whose counts the status lists (then "...").
+PLANES_LISTED = 8
+
+
+def _per_plane(result) -> str:
+    """" (per plane: 40, 38, ...)" for a stack's labels in memory, else ""."""
+    labels = result.labels
+    if result.lazy or not isinstance(labels, np.ndarray) or labels.ndim != 3:
+        return ""
+    counts = [int(np.unique(plane[plane > 0]).size) for plane in labels[:PLANES_LISTED]]
+    more = ", ..." if labels.shape[0] > PLANES_LISTED else ""
+    return f" (per plane: {', '.join(map(str, counts))}{more})"

@@ -94,7 +94,10 @@ def test_stack_and_rgb_layers(segment, qtbot, notifications):
     stack = np.stack([synthetic_nuclei((64, 64), seed=k)[0] for k in range(2)])
     viewer.add_image(stack, name="stack")
     _run(qtbot, widget)
-    assert viewer.layers["stack labels"].data.shape == (2, 64, 64)
+    labels = viewer.layers["stack labels"].data
+    assert labels.shape == (2, 64, 64)
+    per_plane = [len(np.unique(plane[plane > 0])) for plane in labels]
+    assert f"(per plane: {per_plane[0]}, {per_plane[1]})" in widget.run_bar.status.text()
     rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.uint8)
     layer = viewer.add_image(rgb, name="rgb")
     assert layer.rgb
