@@ -167,6 +167,7 @@ def _flood(surface: np.ndarray, markers: np.ndarray, flood: np.ndarray, connecti
     group = np.zeros(n + 1, np.int16)
     group[order + 1] = share + 1
     of = group[regions]
+    del regions, area                     # memory: only the group of each pixel is needed
 
     def one(g):
         rows = [boxes[i][0] for i in order[share == g - 1]]
