@@ -30,7 +30,7 @@ from typing import Generator
 
 from .devices import DEFAULT_DEVICE
 from .errors import InputError, UNetError
-from .fileio import IMAGE_SUFFIXES, atomic_write, write_tiff
+from .fileio import IMAGE_SUFFIXES, atomic_write, content_hash, write_tiff
 from .measure import measure_objects, write_csv
 from .progress import Progress, Stage, relay
 
@@ -89,27 +89,6 @@ def _read_status(path: Path) -> dict:
 def _write_status(path: Path, files: dict) -> None:
     with atomic_write(path) as tmp:
         Path(tmp).write_text(json.dumps({"format_version": 1, "files": files}, indent=1) + "\n")
-
-
-def content_hash(path: Path, old: dict | None = None) -> dict:
-    """{"stat": [size, mtime_ns], "hash": blake2b of the content} of a file or zarr
-    folder; the hash of ``old`` is reused when size and mtime did not change."""
-    import hashlib
-
-    # an OME-Zarr input's labels/ is where this batch writes: not part of the input
-    files = sorted(q for q in path.rglob("*") if q.is_file()
-                   and q.relative_to(path).parts[0] != "labels") if path.is_dir() else [path]
-    stat = [sum(q.stat().st_size for q in files),
-            max((q.stat().st_mtime_ns for q in files), default=path.stat().st_mtime_ns)]
-    if old and old.get("stat") == stat and old.get("hash"):
-        return {"stat": stat, "hash": old["hash"]}
-    h = hashlib.blake2b(digest_size=16)
-    for q in files:
-        h.update(str(q.relative_to(path) if path.is_dir() else q.name).encode())
-        with open(q, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-    return {"stat": stat, "hash": h.hexdigest()}
 
 
 def _is_up_to_date(output_dir: Path, record: dict | None, key: str) -> bool:

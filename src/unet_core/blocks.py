@@ -296,11 +296,14 @@ def offsets_of(plan: BlockPlan, counts: dict) -> dict:
     return offsets
 
 
-def job_key(plan: BlockPlan, settings, model_id, shape, dtype) -> dict:
-    """What a finished block depends on (an earlier run's blocks are reused if equal)."""
+def job_key(plan: BlockPlan, settings, model_id, shape, dtype, source: str | None = None) -> dict:
+    """What a finished block depends on (an earlier run's blocks are reused if equal):
+    ``source`` identifies the input's content (a hash of its file), so blocks of an
+    image since replaced by another of the same shape are not reused."""
     s = asdict(settings) if hasattr(settings, "__dataclass_fields__") else repr(settings)
     return json.loads(json.dumps({"plan": asdict(plan), "settings": s, "model": model_id,
-                                  "shape": list(shape), "dtype": str(dtype)}, default=str))
+                                  "shape": list(shape), "dtype": str(dtype), "source": source},
+                                 default=str))
 
 
 def _segment_blocks(job: BlockJob, pred, blocks, threads: int):

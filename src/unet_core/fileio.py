@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import struct
@@ -199,3 +200,22 @@ def write_tiff(path, data: np.ndarray, **kwargs) -> Path:
     with atomic_write(path) as tmp:
         tifffile.imwrite(tmp, data, compression="zlib", **kwargs)
     return Path(path)
+
+
+def content_hash(path: Path, old: dict | None = None) -> dict:
+    """{"stat": [size, mtime_ns], "hash": blake2b of the content} of a file or zarr
+    folder; the hash of ``old`` is reused when size and mtime did not change."""
+    # an OME-Zarr input's labels/ is where this batch writes: not part of the input
+    files = sorted(q for q in path.rglob("*") if q.is_file()
+                   and q.relative_to(path).parts[0] != "labels") if path.is_dir() else [path]
+    stat = [sum(q.stat().st_size for q in files),
+            max((q.stat().st_mtime_ns for q in files), default=path.stat().st_mtime_ns)]
+    if old and old.get("stat") == stat and old.get("hash"):
+        return {"stat": stat, "hash": old["hash"]}
+    h = hashlib.blake2b(digest_size=16)
+    for q in files:
+        h.update(str(q.relative_to(path) if path.is_dir() else q.name).encode())
+        with open(q, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return {"stat": stat, "hash": h.hexdigest()}

@@ -16,6 +16,7 @@ import numpy as np
 
 from .blocks import BLOCK, BlockJob, job_key, make_plan, prepare, run_local
 from .errors import InputError
+from .fileio import content_hash
 from .lazyio import LazyImage, open_image, replace_dir, zarr_to_tiff
 from .window import block_predictor, block_threads, image_settings
 
@@ -95,7 +96,8 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         raise InputError("A cluster needs the image as a file or zarr path its workers can read.")
     job = BlockJob(str(image.path) if use_path else image.data, plan, settings, str(work),
                    want_prob="prob" in outputs, out_channels=pred.model.config.out_channels)
-    prepare(job, job_key(plan, settings, model_id, image.shape, image.data.dtype))
+    source_id = content_hash(Path(image.path))["hash"] if image.path is not None else None
+    prepare(job, job_key(plan, settings, model_id, image.shape, image.data.dtype, source_id))
     measure = "csv" in outputs
     if client is not None:
         from .distributed import run_blocks

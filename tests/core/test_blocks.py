@@ -198,3 +198,29 @@ def test_large_inputs_with_one_stem_in_two_folders_get_distinct_outputs(tmp_path
     assert written == ["a_img_tif_labels.tif", "b_img_tif_labels.tif"], written
     first, second = (tifffile.imread(out / name) for name in written)
     assert not np.array_equal(first, second) and first.max() > 0 and second.max() > 0
+
+
+def test_blocks_of_a_replaced_input_are_not_reused(pred, tmp_path, monkeypatch):
+    """A run stopped after its first block, the input file replaced by another image of
+    the same shape, then run again: the result is the new image's, not a mix."""
+    import unet_core.lazyio as lazyio
+
+    monkeypatch.setattr(lazyio, "SMALL_PIXELS", 100 * 100)   # read by window, as large files are
+    pred = pred.with_options(diameter=18.0)   # the same settings for both images
+    src = tmp_path / "x.tif"
+    first, _ = corner_image(size=256, block=128, seed=2)
+    tifffile.imwrite(src, first, tile=(64, 64))
+    out = {"labels": tmp_path / "x_labels.tif"}
+    gen = segment_file_iter(pred, src, out, block=128, overlap=32)
+    for p in gen:
+        if p.stage == "predict" and p.done == 2:
+            break
+    gen.close()
+    assert len(list((tmp_path / ".x_labels.tif.blocks.part" / "done").iterdir())) == 2
+    second = np.ascontiguousarray(first[::-1, ::-1])           # same shape, other content
+    tifffile.imwrite(src, second, tile=(64, 64))
+    run_to_end(segment_file_iter(pred, src, out, block=128, overlap=32))
+    clean = {"labels": tmp_path / "clean_labels.tif"}
+    (tmp_path / "clean.tif").write_bytes(src.read_bytes())
+    run_to_end(segment_file_iter(pred, tmp_path / "clean.tif", clean, block=128, overlap=32))
+    assert np.array_equal(tifffile.imread(out["labels"]) > 0, tifffile.imread(clean["labels"]) > 0)
