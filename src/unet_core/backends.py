@@ -39,6 +39,9 @@ CPU_ORDER = ("openvino", "onnxruntime")
 LABELS = {"torch": "PyTorch", "openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 INSTALL_HINT = ('pip install "napari-nuclei-unet[all]" (or pip install openvino onnx) runs the network '
                 "about 1.5x faster on a CPU")
+#: Environment variables that say what "auto" means (e.g. ``NAPARI_UNET_BACKEND=torch``
+#: ``NAPARI_UNET_PRECISION=f32``): a whole run, or a test suite, on one setting.
+ENV_BACKEND, ENV_PRECISION = "NAPARI_UNET_BACKEND", "NAPARI_UNET_PRECISION"
 #: What bf16 costs on the CPU, measured on the bundled model (benchmarks/compare_precision.py,
 #: 203 real images and the validation image): labels of 29 images (14%) change, by up to
 #: 0.08 AP50 on one image, while the AP50 over all images stays (0.5403 vs 0.5403).
@@ -98,6 +101,11 @@ def resolve(backend: str = "auto", precision: str = "auto", device="cpu") -> tup
         Unknown names, a CPU backend on a GPU device, or bf16 where it is not native.
     """
     backend, precision = str(backend).lower(), str(precision).lower()
+    # "auto" as the environment says (CI runs the suite once per setting)
+    if backend == "auto":
+        backend = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
+    if precision == "auto":
+        precision = os.environ.get(ENV_PRECISION, "auto").strip().lower() or "auto"
     if backend not in BACKENDS:
         raise InputError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
     if precision not in PRECISIONS:

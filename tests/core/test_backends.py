@@ -9,7 +9,15 @@ import torch
 
 from conftest import lively_unet, make_example
 from unet_core import InputError, Predictor, backends, load_model
-from unet_core.backends import BackendWarning, content_hash, cpu_bf16, installed, resolve
+from unet_core.backends import (
+    ENV_BACKEND,
+    ENV_PRECISION,
+    BackendWarning,
+    content_hash,
+    cpu_bf16,
+    installed,
+    resolve,
+)
 
 FAST = [b for b in backends.CPU_ORDER if b in installed()]
 needs_fast = pytest.mark.skipif(not FAST, reason="neither openvino nor onnxruntime is installed")
@@ -47,7 +55,9 @@ def test_tiled_fast_backend_equals_whole_image_torch(backend, depth, bn):
     assert np.abs(tta.predict(image) - ref.predict(image)).max() <= 1e-4
 
 
-def test_resolution_of_auto_and_bad_names():
+def test_resolution_of_auto_and_bad_names(monkeypatch):
+    for name in (ENV_BACKEND, ENV_PRECISION):
+        monkeypatch.delenv(name, raising=False)
     best = FAST[0] if FAST else "torch"
     # f32 on every CPU: bf16 changes some labels, so it is never the default
     assert resolve("auto", "auto", "cpu") == (best, "f32")
@@ -215,3 +225,17 @@ def test_openvino_keeps_only_the_last_compiled_shapes():
     for image in images:
         np.testing.assert_allclose(pred.predict(image), ref.predict(image), atol=1e-4)
         assert len(pred.engine._compiled) <= MAX_COMPILED
+
+
+
+def test_the_environment_says_what_auto_means(monkeypatch):
+    """NAPARI_UNET_BACKEND / NAPARI_UNET_PRECISION replace "auto" (a name given by hand
+    still wins), so a whole suite can run on one backend and precision."""
+    monkeypatch.setenv(ENV_BACKEND, "torch")
+    monkeypatch.setenv(ENV_PRECISION, "f32")
+    assert resolve("auto", "auto", "cpu") == ("torch", "f32")
+    if FAST:
+        assert resolve(FAST[0], "f32", "cpu") == (FAST[0], "f32")
+    monkeypatch.setenv(ENV_BACKEND, "tensorrt")
+    with pytest.raises(InputError, match="Unknown backend 'tensorrt'"):
+        resolve("auto", "auto", "cpu")
