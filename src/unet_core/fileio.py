@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import socket
 import struct
 import tempfile
@@ -181,7 +182,7 @@ def read_image(path) -> np.ndarray:
             data = np.asarray(iio.imread(path))
     except READ_ERRORS as err:
         raise ImageFileError(f"Cannot read {path}: the file is truncated, corrupt or not a valid "
-                             f"{suffix[1:].upper()} image ({type(err).__name__}: {err}). Copy it "
+                             f"{suffix[1:].upper()} image ({read_error_reason(err)}). Copy it "
                              "again from its source.") from None
     except MemoryError:
         raise ImageFileError(f"Not enough memory to read {path}"
@@ -191,6 +192,14 @@ def read_image(path) -> np.ndarray:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or holds no image data "
                              f"(read shape {data.shape}).")
     return data
+
+
+def read_error_reason(err: BaseException) -> str:
+    """Why a reader refused a file, for people: the error's kind and message, with any
+    bytes of the file it quotes left out (a reader quoting the first bytes of a file
+    that is not an image would print its content)."""
+    text = re.sub(r"""b(['"]).*?\1""", "...", str(err))
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def write_tiff(path, data: np.ndarray, **kwargs) -> Path:

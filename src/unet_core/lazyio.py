@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageFileError
-from .fileio import READ_ERRORS, check_fits
+from .fileio import READ_ERRORS, check_fits, read_error_reason
 
 #: Images up to this many pixels are read whole (cheaper than windows).
 SMALL_PIXELS = 2048 * 2048
@@ -113,7 +113,7 @@ def _open_tiff(path: Path) -> LazyImage:
             windowed = page.is_tiled or page.rowsperstrip < page.imagelength or raw
     except READ_ERRORS as err:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid TIFF image "
-                             f"({type(err).__name__}: {err}).") from None
+                             f"({read_error_reason(err)}).") from None
     need = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if raw and path.stat().st_size < need:
         raise ImageFileError(f"{path} declares {' x '.join(map(str, shape))} px ({need:,} bytes) but "
@@ -168,7 +168,7 @@ def _check_raster_header(path: Path) -> None:
             bands = len(im.getbands())
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or not a valid image "
-                             f"({type(err).__name__}: {err}).") from None
+                             f"({read_error_reason(err)}).") from None
     check_fits(path, (h, w, bands), h * w * bands)
 
 

@@ -197,3 +197,16 @@ def test_training_labels_with_huge_ids_train_without_renumbering_by_hand(saved_m
     result = finetune(str(saved_model), [(image, huge), (image, beyond)], tmp_path / "m", steps=1,
                       crop=64, batch_size=1, val_fraction=0.0, device="cpu")
     assert result.train.step == 1
+
+
+def test_an_unreadable_file_is_named_by_its_format_not_its_content(tmp_path, capsys):
+    """A text file (think of a link to a password file) named .tif: the message says it is
+    not a TIFF image and never quotes the bytes it read."""
+    from unet_core import cli
+
+    secret = tmp_path / "notes.tif"
+    secret.write_text("root:secret-hash:19000:0:99999:7:::\n")
+    out = tmp_path / "out"
+    assert cli.main(["predict", str(secret), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "not a valid TIFF image" in err and "root" not in err.replace(str(tmp_path), "")
