@@ -5,7 +5,7 @@ own; they are imported from here too.
 """
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -102,6 +102,12 @@ class _VerticalScroll(QScrollArea):
         bar = self.verticalScrollBar().sizeHint().width()
         return max(hint.width(), (inner.minimumSizeHint().width() if inner else 0) + bar)
 
+    def eventFilter(self, obj, event):
+        # the contents' size changed (a longer layer name, say): ask the dock again
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(obj, event)
+
     def minimumSizeHint(self):
         hint = super().minimumSizeHint()
         hint.setWidth(self._width(hint))
@@ -127,6 +133,7 @@ def scroll_body(widget: QWidget) -> QVBoxLayout:
     area.setFrameShape(QFrame.NoFrame)
     body = QWidget(area)
     area.setWidget(body)
+    body.installEventFilter(area)
     outer.addWidget(area)
     widget.scroll = area
     widget.setMinimumHeight(DOCK_MIN_HEIGHT)
