@@ -1,10 +1,13 @@
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from skimage.draw import disk
 from torch import nn
 
-from unet_core import UNet, UNetConfig
+from unet_core import UNet, UNetConfig, make_card, save_model
 
 
 def lively_unet(depth=4, base_filters=8, in_channels=1, out_channels=2, seed=0, batch_norm=False):
@@ -61,3 +64,51 @@ def backend_cache(tmp_path_factory):
     patch.setenv("NAPARI_UNET_CACHE", str(path))
     yield path
     patch.undo()
+
+
+# -- tiny training (tests/core/test_training.py, test_finetune.py) -------------------------
+
+TINY = UNetConfig(depth=2, base_filters=8)
+FAST = {"crop": 64, "batch_size": 2, "lr": 1e-2}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread (restored afterwards): two OpenMP threads spin-waiting on a busy
+    core make each tiny training step ~100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_net(seed=0):
+    torch.manual_seed(seed)
+    return UNet(TINY)
+
+
+def tree_hash(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def base_model(tmp_path):
+    folder = tmp_path / "base"
+    save_model(tiny_net(1), folder, make_card(TINY, "tiny-base", description="test base"))
+    return folder
+
+
+def steps_of(gen, stop_after=None):
+    """Drive a training generator; return (train Progress list, result or None if stopped)."""
+    seen = []
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return seen, stop.value
+        if p.stage == "train":
+            seen.append(p)
+            if stop_after is not None and p.done >= stop_after:
+                gen.close()
+                return seen, None

@@ -12,7 +12,6 @@ from unet_core import Progress, UNetError
 from unet_core.progress import Stage
 from unet_core.training.config import FinetuneConfig
 from unet_core.training.dataset import TrainingSet
-from unet_core.training.finetune import HELD_BACK_BAND
 from unet_core.training.outdir import discard_unfinished, new_model_dir
 
 from .. import PLUGIN_NAME
@@ -185,9 +184,8 @@ class FinetuneWidget(QWidget):
         self.new_model = Path(result.model_dir)
         if result.before:
             self.plot.add_validation(0, result.before)
-        band = any(str(v.get("id", "")).endswith(HELD_BACK_BAND)
-                   for v in result.card.get("training", {}).get("val_examples", []))
-        self.compare_box.show_scores(result.before, result.after, result.held_back, band)
+        self.compare_box.show_scores(result.before, result.after, result.held_back,
+                                     result.held_back_band)
         train = result.train
         why = " (time budget)" if train.stopped_by == "time" else ""
         steps = f"{train.step} step{'s' if train.step != 1 else ''}"

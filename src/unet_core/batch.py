@@ -149,12 +149,15 @@ def describe_failure(err: BaseException) -> str:
 
 def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels", "csv"), *,
                  zarr: bool = False, client=None, spec=None, block: int | None = None,
-                 ome_labels: bool = True):
+                 ome_labels: bool = True, source_id: str | None = None):
     """Segment one file and write its outputs (atomically); yields Progress of stage
     "file".  Images larger than memory go block by block (:mod:`unet_core.large`),
     into ``.zarr`` stores when large (or ``zarr``), else TIFF.  With ``ome_labels``,
     the labels of an OME-Zarr input also go into its own ``labels/nuclei``
     (:mod:`unet_core.omezarr`), where OME-Zarr viewers look for them.
+
+    ``source_id``: the input's content hash when the caller has it (the block driver
+    would otherwise hash the file again).
 
     Returns {"objects": int, "outputs": [file names], "settings": the diameter, scale
     and stain used}.
@@ -168,7 +171,8 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     paths = output_paths(stem, output_dir, outputs, as_zarr)
     if big:
         kw = {"block": block} if block else {}
-        gen = segment_file_iter(pred, image, paths, client=client, model_spec=spec, **kw)
+        gen = segment_file_iter(pred, image, paths, client=client, model_spec=spec,
+                                source_id=source_id, **kw)
     else:
         gen = pred.segment_iter(image.data, return_prob=True)
     result = yield from relay(gen, lambda p: Progress(
@@ -353,7 +357,8 @@ def file_iter(pred, entry, output_dir, options, status, status_path, report, n, 
     src, name, stem, content, key = entry
     result, error = None, None
     try:
-        result = yield from relay(process_file(pred, src, output_dir, stem, **options, **extra),
+        result = yield from relay(process_file(pred, src, output_dir, stem, **options, **extra,
+                                               source_id=content.get("hash")),
                                   lambda p: Progress(count_files(report), n, Stage.FILE, p.info))
     except FILE_ERRORS as err:
         error = describe_failure(err)

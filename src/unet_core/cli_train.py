@@ -110,7 +110,7 @@ def _print_saved(result) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from .training.finetune import HELD_BACK_BAND, finetune_iter
+    from .training.finetune import finetune_iter
 
     examples, problems = _load_examples(args)
     _report_problems(problems)
@@ -122,8 +122,7 @@ def cmd_finetune(args) -> int:
                         overwrite=args.overwrite, name=args.name)
     result = _drive(gen, config.steps, args.quiet)
     _print_saved(result)
-    val = result.card["training"].get("val_examples") or []
-    if result.held_back and len(val) == 1 and val[0]["id"].endswith(HELD_BACK_BAND):
+    if result.held_back_band:
         print("held back: a band at the end of the one example (never trained on)")
     else:
         label = "held-back" if result.held_back else "training (none held back)"

@@ -228,3 +228,12 @@ def content_hash(path: Path, old: dict | None = None) -> dict:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
     return {"stat": stat, "hash": h.hexdigest()}
+
+
+def names_open_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``: a lock file removed (and
+    perhaps made anew) by the run that held it is not the one a waiting run opened."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False

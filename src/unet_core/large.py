@@ -48,7 +48,7 @@ def _finish_array(src: Path, final: Path) -> Path:
 
 def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=None,
                       block: int = BLOCK, overlap: int | None = None, model_id=None,
-                      threads: int | None = None):
+                      threads: int | None = None, source_id: str | None = None):
     """Segment one (large) image block by block and write its outputs.
 
     Parameters
@@ -69,6 +69,9 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
     threads : int, optional
         Blocks segmented at once on this machine (default
         :func:`~unet_core.window.block_threads`).
+    source_id : str, optional
+        What identifies the input's content (a hash); finished blocks of an earlier run
+        are reused only for the same one.  Default: the hash of ``source``'s file.
 
     Yields
     ------
@@ -96,7 +99,8 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         raise InputError("A cluster needs the image as a file or zarr path its workers can read.")
     job = BlockJob(str(image.path) if use_path else image.data, plan, settings, str(work),
                    want_prob="prob" in outputs, out_channels=pred.model.config.out_channels)
-    source_id = content_hash(Path(image.path))["hash"] if image.path is not None else None
+    if source_id is None and image.path is not None:
+        source_id = content_hash(Path(image.path))["hash"]
     prepare(job, job_key(plan, settings, model_id, image.shape, image.data.dtype, source_id))
     measure = "csv" in outputs
     if client is not None:

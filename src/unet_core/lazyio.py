@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageFileError
-from .fileio import READ_ERRORS, check_fits, read_error_reason
+from .fileio import READ_ERRORS, check_fits, names_open_file, read_error_reason
 
 #: Images up to this many pixels are read whole (cheaper than windows).
 SMALL_PIXELS = 2048 * 2048
@@ -258,11 +258,7 @@ def folder_lock(folder, what: str = "batch"):
             holder = f.read().strip()
             raise InputError(busy.replace(f"{folder};", f"{folder} ({holder or 'another process'});")) \
                 from None
-        try:
-            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:          # the file was removed by the run that held it just now
+        if not names_open_file(path, f.fileno()):   # removed by the run that held it just now
             raise InputError(busy)
         f.seek(0)
         f.truncate()

@@ -23,7 +23,7 @@ from .checkpoint import discard_dir
 from .config import FinetuneConfig
 from .dataset import Example, TrainingSet, as_example
 from .outdir import CHECKPOINTS, check_out_dir, new_model_dir, new_sibling, out_dir_lock, replace_dir
-from .results import FinetuneResult
+from .results import HELD_BACK_BAND, FinetuneResult
 from .scaling import to_model_scale
 from .train import train_iter
 from .validate import evaluate_iter
@@ -46,8 +46,6 @@ def _examples(examples) -> tuple[list, list]:
 #: A single example keeps at least this many px (along its longer side) and objects in
 #: its held-back band; smaller examples are used both to train and to validate.
 MIN_BAND_PX, MIN_BAND_OBJECTS = 48, 3
-#: The id suffix of a held-back band.
-HELD_BACK_BAND = "(held-back band)"
 
 
 def hold_back_band(example, fraction: float):

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import InputError
+from ..fileio import names_open_file
 from ..modelio import CARD_NAME, WEIGHTS_NAME, bundled_model_dir, user_model_dir
 from .checkpoint import STATE_NAME, discard_dir
 
@@ -127,7 +128,7 @@ def out_dir_lock(out_dir, base_path=None):
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             raise InputError(f"Another training (process {holder}) is writing into {out}. Wait for "
                              "it to end, or choose another folder.") from None
-        if not _same_file(path, fd):     # removed by the training that held it just now
+        if not names_open_file(path, fd):     # removed by the training that held it just now
             raise InputError(f"Another training has just written into {out}; run again.")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -135,19 +136,11 @@ def out_dir_lock(out_dir, base_path=None):
             yield out
         finally:
             # removed while still locked: a training that opened it meanwhile sees the
-            # file is gone (``_same_file``) instead of locking a stale one
+            # file is gone (``names_open_file``) instead of locking a stale one
             with contextlib.suppress(OSError):
                 path.unlink()
     finally:
         os.close(fd)     # closing releases the lock
-
-
-def _same_file(path: Path, fd: int) -> bool:
-    """Whether ``path`` still names the file open as ``fd``."""
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False
 
 
 def _lock(fd: int) -> None:

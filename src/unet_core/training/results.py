@@ -5,6 +5,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: The id suffix of the band held back from a single example (see
+#: :func:`~unet_core.training.finetune.hold_back_band`).
+HELD_BACK_BAND = "(held-back band)"
+
 
 @dataclass
 class TrainResult:
@@ -74,6 +78,12 @@ class FinetuneResult:
     train: TrainResult
     problems: list
     card: dict
+
+    @property
+    def held_back_band(self) -> bool:
+        """Whether the scores are on a band held back from the one example."""
+        val = self.card.get("training", {}).get("val_examples") or []
+        return self.held_back and len(val) == 1 and str(val[0].get("id", "")).endswith(HELD_BACK_BAND)
 
     @property
     def improved(self) -> bool:
