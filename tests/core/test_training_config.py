@@ -5,14 +5,15 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_training import FAST, one_torch_thread, tiny_net  # noqa: F401 (an autouse fixture)
 
-from conftest import make_example
+from conftest import FAST, make_example, tiny_net
 from unet_core import cli, load_model
 from unet_core.errors import InputError
 from unet_core.progress import Stage
 from unet_core.training import FinetuneConfig, TrainConfig, Trainer, train_iter
 from unet_core.training.outdir import discard_unfinished, finished_model, new_model_dir
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _parse(*words):
