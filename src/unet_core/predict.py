@@ -275,9 +275,9 @@ class Predictor(SettingsMixin, EngineMixin):
             yield Progress(k, z, Stage.INSTANCES)
             lab = np.zeros((h, w), np.uint32)
             if prob_s is None:
-                lab[...] = probs_to_labels(prob[k], **params)
+                lab[...] = self._labels_of(prob[k], params)
             else:
-                lab_s = probs_to_labels(prob_s, **params)
+                lab_s = self._labels_of(prob_s, params)
                 if s.scale != 1.0:
                     lab_s = labels_to_grid(lab_s, prob_s, _box_shape(box),
                                            params.get("fg_threshold", 0.5))
@@ -294,6 +294,15 @@ class Predictor(SettingsMixin, EngineMixin):
         if not stack:
             labels, prob = labels[0], prob[0]
         return (labels, prob) if return_prob else labels
+
+    def _labels_of(self, prob: np.ndarray, params: dict) -> np.ndarray:
+        """Instance labels of one plane's probabilities: on a CUDA device, by the torch
+        instance step there (:mod:`unet_core.instances_torch`), else on the CPU."""
+        if self.device.type == "cuda":
+            from . import instances_torch
+
+            return instances_torch.probs_to_labels(torch.from_numpy(prob).to(self.device), **params)
+        return probs_to_labels(prob, **params)
 
     @property
     def instance_params(self) -> dict:

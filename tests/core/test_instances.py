@@ -84,6 +84,10 @@ def _surfaces():
     steps = np.zeros((60, 60), np.float32)
     steps[10:20, 10:20], steps[30:50, 30:50], steps[12:14, 40:44] = 3.0, 5.0, 3.5  # plateaus
     yield steps
+    terrace = np.zeros((60, 80), np.float32)
+    terrace[5:55, 5:75] = 2.0                          # a flat that is no maximum ...
+    terrace[25:30, 60:65], terrace[10:14, 10:14] = 4.0, 2.5   # ... around two peaks
+    yield terrace
     yield np.zeros((30, 30), np.float32)
 
 
@@ -107,24 +111,76 @@ def test_flooding_in_threads_gives_the_same_basins(monkeypatch):
         assert np.array_equal(inst._flood(surface, markers, flood, 2, workers), whole)
 
 
-def test_labels_are_those_of_a_watershed_seeded_by_skimages_h_maxima(monkeypatch):
-    """The seeds from the basins and the flooding in threads give exactly the labels of
-    the former way: skimage's h-maxima (a grey-level reconstruction), one watershed."""
+def _former_labels(prob, boundary_threshold=0.5):
+    """The labels of the former way: a watershed seeded by skimage's h-maxima (a
+    grey-level reconstruction), with seedless foreground and small objects as now."""
     from skimage.segmentation import relabel_sequential
 
     import unet_core.instances as inst
 
+    mask = prob[0] > 0.5
+    core = mask & (prob[1] < boundary_threshold)
+    surface = ndi.gaussian_filter(ndi.distance_transform_edt(core).astype(np.float32)
+                                  * (0.5 + prob[2]), 1.0)
+    seeds = ndi.label(h_maxima(surface, 1.0) > 0)[0]
+    former = watershed(-surface, seeds, mask=mask)
+    rest, n = ndi.label(mask & (former == 0))
+    former = np.where(rest > 0, rest + former.max(), former) if n else former
+    return relabel_sequential(inst._drop_small(former, 16))[0], seeds
+
+
+def test_labels_agree_with_a_watershed_seeded_by_skimages_h_maxima(monkeypatch):
+    """One object per h-maximum, holding it, over the same foreground as the former
+    way's; only how a drained basin's pixels are shared out may differ."""
+    import unet_core.instances as inst
+
     for seed in range(3):
         prob = _touching_probs(seed=seed, size=256, n=40)
-        mask = prob[0] > 0.5
-        core = mask & (prob[1] < 0.5)
-        surface = ndi.gaussian_filter(ndi.distance_transform_edt(core).astype(np.float32)
-                                      * (0.5 + prob[2]), 1.0)
-        former = watershed(-surface, ndi.label(h_maxima(surface, 1.0) > 0)[0], mask=mask)
-        rest, n = ndi.label(mask & (former == 0))
-        former = np.where(rest > 0, rest + former.max(), former) if n else former
-        former = relabel_sequential(inst._drop_small(former, 16))[0]
-        assert np.array_equal(probs_to_labels(prob), former)
+        former, seeds = _former_labels(prob)
+        labels = probs_to_labels(prob)
+        assert labels.max() == former.max()
+        assert np.array_equal(labels > 0, former > 0)
+        assert evaluate(labels, former)["ap50"] == 1.0
+        assert np.mean(labels == former) > 0.995
+        for box_id, box in enumerate(ndi.find_objects(seeds), 1):   # each seed in one object
+            assert len(np.unique(labels[box][seeds[box] == box_id])) == 1
         with monkeypatch.context() as m:
-            m.setattr(inst, "PARALLEL_PIXELS", 0)          # the threaded flooding too
-            assert np.array_equal(probs_to_labels(prob), former)
+            m.setattr(inst, "PARALLEL_PIXELS", 0)          # the banded, threaded steps
+            m.setattr(inst, "BOXED_REGIONS", 0)            # the flooding of what is left, whole
+            assert np.array_equal(probs_to_labels(prob, workers=2), labels)
+
+
+def test_seed_surface_in_bands_is_the_whole_images(monkeypatch):
+    import unet_core.instances as inst
+
+    prob = _touching_probs(seed=4, size=300, n=60)
+    core = (prob[0] > 0.5) & (prob[1] < 0.5)
+    whole = inst._seed_surface(core, prob[2], 1.0, workers=1)
+    monkeypatch.setattr(inst, "PARALLEL_PIXELS", 0)
+    for halo in (64, 12, 3):        # 3: bands see too little, so the whole image is used
+        monkeypatch.setattr(inst, "BAND_HALO", halo)
+        for workers in (2, 3):
+            assert np.array_equal(inst._seed_surface(core, prob[2], 1.0, workers), whole)
+    full = np.ones((300, 300), bool)
+    full[0, 0] = False                  # one band holds no background at all
+    monkeypatch.setattr(inst, "BAND_HALO", 12)
+    assert np.array_equal(inst._seed_surface(full, None, 1.0, 2), inst._seed_surface(full, None, 1.0, 1))
+
+
+def test_ascent_basins_touch_at_the_watersheds_passes():
+    """Basins from steepest ascent give the same h-maxima as a watershed's basins,
+    also where a flat that is no maximum must be flooded."""
+    import unet_core.instances as inst
+
+    for surface in _surfaces():
+        top = ndi.label(h_maxima(surface, 1e-6) > 0, structure=np.ones((3, 3)))[0]
+        ws = watershed(-surface, top, connectivity=2, mask=surface > 0)
+        asc = inst._ascent(surface, top, surface > 0, workers=1)
+        assert ((asc > 0) == (surface > 0)).all()
+        n = int(top.max())
+        peaks = np.zeros(n + 1, np.float32)
+        peaks[top[top > 0]] = surface[top > 0]
+        for h in (0.5, 1.0, 2.0):
+            by_ws = inst._dynamics(peaks, *inst._basin_passes(ws, surface, n), h)[0]
+            by_ascent = inst._dynamics(peaks, *inst._basin_passes(asc, surface, n), h)[0]
+            assert np.array_equal(by_ws, by_ascent), (surface.shape, h)
