@@ -22,6 +22,7 @@ from pathlib import Path
 from .errors import InputError
 from .export_assets import ARCHITECTURE_CALLABLE, Assets, write_assets
 from .modelio import CARD_NAME, WEIGHTS_NAME, Model, load_model
+from .progress import Progress, run_to_end
 
 INSTALL_HINT = 'pip install "napari-nuclei-unet[bioimageio]"'
 #: Citations of the package: the U-Net, and the annotated data sets of the bundled model.
@@ -218,17 +219,16 @@ def _failures(summary) -> list[str]:
     return [f"{d.name}: {e.msg}" for d in summary.details for e in d.errors]
 
 
-def export_bioimageio(model, out, *, licence: str | None = None, author: str = DEFAULT_AUTHOR,
-                      test: bool = True, report=None) -> ExportResult:
-    """Write ``model`` (a :class:`Model`, name or folder) as a bioimage.io package ``out``.
+#: The steps of an export, as :func:`export_iter` yields them (``info["step"]``).
+STEPS = ("writing weights (TorchScript, state dict, ONNX), test image and cover",
+         "validating with bioimageio.spec", "test run with bioimageio.core")
 
-    The zip is written under a temporary name beside ``out``, validated (and with
-    ``test``, test-run with bioimageio.core), and only then renamed to ``out``: a package
-    that fails its checks is not kept (:class:`InputError` with the failing checks).
-    ``licence`` (an SPDX id) overrides the one derived from the training data.
-    ``report``, when given, is called with a short line before each step.
-    """
-    say = report or (lambda line: None)
+
+def export_iter(model, out, *, licence: str | None = None, author: str = DEFAULT_AUTHOR,
+                test: bool = True):
+    """Generator form of :func:`export_bioimageio`: yields ``Progress(k, 3, "export",
+    {"step": STEPS[k]})`` before each step and returns the :class:`ExportResult`.
+    Closing it mid-way leaves nothing behind (the temporary files go with it)."""
     out = check_output(out)
     model = model if isinstance(model, Model) else load_model(model)
     require_bioimageio()
@@ -241,7 +241,7 @@ def export_bioimageio(model, out, *, licence: str | None = None, author: str = D
         check_licence(licence)
     with tempfile.TemporaryDirectory(prefix="bioimageio-") as work, \
             tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
-        say("writing weights (TorchScript, state dict, ONNX), test image and cover")
+        yield Progress(0, len(STEPS), "export", {"step": STEPS[0]})
         assets = write_assets(model, Path(work), licence)
         descr = describe(model, assets, author)
         if descr.validation_summary.status == "failed":
@@ -249,11 +249,11 @@ def export_bioimageio(model, out, *, licence: str | None = None, author: str = D
                              + "; ".join(_failures(descr.validation_summary)))
         tmp = Path(staging) / out.name
         save_bioimageio_package(descr, output_path=tmp)
-        say("validating with bioimageio.spec")
+        yield Progress(1, len(STEPS), "export", {"step": STEPS[1]})
         status, details = validate(tmp)
         tested = None
         if test and status != "failed":
-            say("test run with bioimageio.core")
+            yield Progress(2, len(STEPS), "export", {"step": STEPS[2]})
             tested, more = test_package(tmp)
             details += more
         result = ExportResult(out, assets.licence, list(descr.weights.available_formats),
@@ -263,3 +263,17 @@ def export_bioimageio(model, out, *, licence: str | None = None, author: str = D
                              f"{status}, test {tested}): " + "; ".join(details[:5]))
         tmp.replace(out)
     return result
+
+
+def export_bioimageio(model, out, *, report=None, **kwargs) -> ExportResult:
+    """Write ``model`` (a :class:`Model`, name or folder) as a bioimage.io package ``out``.
+
+    The zip is written under a temporary name beside ``out``, validated (and with
+    ``test``, test-run with bioimageio.core), and only then renamed to ``out``: a package
+    that fails its checks is not kept (:class:`InputError` with the failing checks).
+    ``licence`` (an SPDX id) overrides the one derived from the training data;
+    ``author`` names who made the weights.  ``report``, when given, is called with a
+    short line before each step.
+    """
+    say = report or (lambda line: None)
+    return run_to_end(export_iter(model, out, **kwargs), lambda p: say(p.info["step"]))
