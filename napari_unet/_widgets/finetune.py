@@ -246,7 +246,7 @@ class FinetuneWidget(QWidget):
         self.export_jobs.start(f"Exporting {self.new_model.name}", export_job, self.new_model, path)
 
     def _on_export_progress(self, p: Progress) -> None:
-        self.run_bar.report(p, p.info["step"].capitalize(), "the steps")
+        self.run_bar.report(p, f"Export step {p.done + 1} of {p.total}: {p.info['step']}")
 
     def _on_exported(self, result) -> str:
         message = export_message(result)
