@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 
 from . import model as model_module
@@ -170,6 +171,22 @@ def spdx_licence(notes: list[str]) -> str:
     return "CC-BY-4.0"
 
 
+def validation_text(model: Model) -> str:
+    """The held-back scores of the model card, in words."""
+    metrics = model.card.get("metrics") or {}
+    before, after = metrics.get("before") or {}, metrics.get("after") or {}
+    names = {"dice": "Dice", "ap50": "AP50", "map": "mAP 0.5:0.95"}
+    if after:
+        scores = ", ".join(f"{names[k]} {before.get(k, float('nan')):.3f} -> {after[k]:.3f}"
+                           for k in names if k in after)
+        n = after.get("n", "?")
+        return (f"On {n} held-back example(s) the fine-tuning never trained on (base -> this "
+                f"model): {scores}.")
+    return ("The model card records no held-back scores. napari-nuclei-unet's BENCHMARKS.md "
+            "reports the bundled models' AP50 per data source, each source held out of "
+            "training in turn.")
+
+
 def documentation(model: Model, licence: str, diameter: float | None) -> str:
     """README.md of the package: what goes in, what comes out, training data, licences."""
     outputs = ", ".join(model.outputs) or "probability maps"
@@ -199,6 +216,9 @@ the network only, so give it fluorescence-like grey images at that scale.
 Sigmoid probabilities in [0, 1], one channel each: {outputs}. napari-unet turns them into
 instance labels with a seeded watershed (foreground minus boundary, seeds from the centres).
 
+## Validation
+{validation_text(model)}
+
 ## Training data
 | model | data | stain | pairs | licence |
 |---|---|---|---|---|
@@ -226,6 +246,8 @@ class Assets:
     test_output: Path
     cover: Path
     readme: Path
+    sample_input: Path
+    sample_output: Path
     licence: str
 
 
@@ -238,7 +260,8 @@ def write_assets(model: Model, folder: Path, licence: str | None = None) -> Asse
         ("torchscript", "weights_torchscript.pt"), ("state_dict", "weights_state_dict.pt"),
         ("architecture", ARCHITECTURE_FILE), ("onnx", "weights.onnx"),
         ("test_input", "test_input.npy"), ("test_output", "test_output.npy"),
-        ("cover", "cover.png"), ("readme", "README.md"))}
+        ("cover", "cover.png"), ("readme", "README.md"), ("sample_input", "sample_input.tif"),
+        ("sample_output", "sample_output.tif"))}
     prob = write_torchscript(model, x, paths["torchscript"])
     write_state_dict(model, paths["state_dict"])
     paths["architecture"].write_text(architecture_source())
@@ -248,6 +271,9 @@ def write_assets(model: Model, folder: Path, licence: str | None = None) -> Asse
     np.save(paths["test_input"], image[None, None].astype(np.float32))
     np.save(paths["test_output"], prob)
     write_cover(x, prob, paths["cover"])
+    # the same tensors as TIFF, for tools and people that read images, not .npy
+    tifffile.imwrite(paths["sample_input"], image[None, None])
+    tifffile.imwrite(paths["sample_output"], prob)
     licence = licence or spdx_licence(licence_notes(model))
     paths["readme"].write_text(documentation(model, licence, model.diameter))
     return Assets(folder=folder, licence=licence, **paths)

@@ -140,11 +140,13 @@ def _tensors(model: Model, a: Assets, v):
         id=v.TensorId("raw"), axes=in_axes, preprocessing=pre,
         description="grey image, nuclei bright on dark, at the model's nucleus size",
         test_tensor=v.FileDescr(source=a.test_input),
+        sample_tensor=v.FileDescr(source=a.sample_input),
         data=v.IntervalOrRatioDataDescr(type="float32"))
     prob = v.OutputTensorDescr(
         id=v.TensorId("prob"), axes=out_axes,
         description="sigmoid probabilities, one channel per map: " + ", ".join(model.outputs),
         test_tensor=v.FileDescr(source=a.test_output),
+        sample_tensor=v.FileDescr(source=a.sample_output),
         data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)))
     assert np.load(a.test_output).shape[1] == model.config.out_channels
     return [raw], [prob]
@@ -156,13 +158,16 @@ def _weights(model: Model, a: Assets, v):
     torch_version = v.Version(torch.__version__.split("+")[0])
     arch = v.ArchitectureFromFileDescr(source=a.architecture, callable=ARCHITECTURE_CALLABLE,
                                        kwargs=model.config.to_dict())
+    # the state dict is the original; TorchScript and ONNX are made from it
     entries = {
-        "torchscript": v.TorchscriptWeightsDescr(source=a.torchscript, pytorch_version=torch_version),
+        "torchscript": v.TorchscriptWeightsDescr(source=a.torchscript, pytorch_version=torch_version,
+                                                 parent="pytorch_state_dict"),
         "pytorch_state_dict": v.PytorchStateDictWeightsDescr(
             source=a.state_dict, architecture=arch, pytorch_version=torch_version),
     }
     if a.onnx is not None:
-        entries["onnx"] = v.OnnxWeightsDescr(source=a.onnx, opset_version=17)
+        entries["onnx"] = v.OnnxWeightsDescr(source=a.onnx, opset_version=17,
+                                             parent="pytorch_state_dict")
     return v.WeightsDescr(**entries)
 
 
