@@ -72,12 +72,13 @@ class RunBar(QWidget):
         self.status.setText(desc)
         self._activity = napari_progress(total=1000, desc=desc)
 
-    def report(self, p: Progress, text: str | None = None) -> None:
-        """Show ``p`` (its fraction) with ``text`` or the stage's name."""
+    def report(self, p: Progress, text: str | None = None, of: str | None = None) -> None:
+        """Show ``p`` (its fraction) with ``text`` or the stage's name; ``of`` says what
+        the percentage counts ("12% of the time limit")."""
         value = int(round(1000 * min(max(p.fraction, 0.0), 1.0)))
         label = text or stage_text(p.stage)
         self.bar.setValue(value)
-        self.bar.setFormat(f"{label}  %p%")
+        self.bar.setFormat(f"{label}  %p%" + (f" of {of}" if of else ""))
         activity = self._activity   # a local: napari may process events (and end()) in here
         if activity is not None:
             activity.update(value - activity.n)

@@ -92,3 +92,30 @@ def finetune_job(child):
     Returns the engine's :class:`~unet_core.training.FinetuneResult`."""
     yield Progress(0, 1, Stage.LOAD)
     return (yield from child.run())
+
+
+def train_progress(config: FinetuneConfig, p: Progress, seconds: float) -> tuple[Progress, str, str]:
+    """The bar's fraction, its text and what its percentage counts for a training step:
+    the share of the steps, or of the time limit when that runs out sooner (then the
+    run stops early), so "Step 1/3 · loss 0.41  12% of the time limit" never reads as
+    12% of the steps."""
+    frac = config.run_fraction(p.fraction, seconds)
+    of = "the time limit" if frac > p.fraction else "the steps"
+    text = f"Step {p.done}/{p.total} · loss {(p.info or {})['loss']:.3f}"
+    return Progress(int(1000 * frac), 1000, p.stage), text, of
+
+
+def export_job(model_dir, out):
+    """Generator job: a model folder written as a bioimage.io package ``out`` (the
+    engine's steps as Progress); returns the :class:`~unet_core.export_bioimageio.ExportResult`."""
+    from unet_core.export_bioimageio import export_iter
+
+    return (yield from export_iter(model_dir, out))
+
+
+def export_message(result) -> str:
+    """The status line after an export."""
+    test = "skipped" if result.test is None else result.test
+    return (f"Exported {Path(result.path).name} for bioimage.io ({', '.join(result.weights)}; "
+            f"licence {result.licence}). bioimageio.spec: {result.validation}, "
+            f"bioimageio.core test: {test}.")

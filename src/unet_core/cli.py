@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     from .cli_batch import add_commands as add_batch
     add_batch(sub)
+    from .cli_export import add_commands as add_export
+    add_export(sub)
     return p
 
 

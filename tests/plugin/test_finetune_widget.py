@@ -1,6 +1,7 @@
 """The Fine-tune widget in a real viewer: train, compare, switch Segment, cancel, errors."""
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -231,3 +232,77 @@ def test_the_loss_axis_never_repeats_a_tick_label(qtbot):
     plot.canvas.draw()
     labels = [t.get_text() for t in plot._ax.get_yticklabels() if t.get_text()]
     assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+
+
+def test_progress_label_says_what_the_percentage_counts(finetune, qtbot):
+    """Steps set the bar unless the time limit runs out sooner; the label says which."""
+    _, widget = finetune
+    seen = []
+    widget.run_bar.run_button.click()
+    widget.jobs.worker.yielded.connect(
+        lambda p: p is not None and p.stage == "train" and seen.append(widget.run_bar.bar.format()))
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+    assert [f.split("·")[0].strip() for f in seen] == ["Step 1/3", "Step 2/3", "Step 3/3"]
+    assert all(f.endswith("%p% of the steps") for f in seen)
+
+    # 100000 steps in at most a minute: the time limit is what the bar measures
+    widget.minutes_spin.setValue(1)
+    formats = []
+
+    def read_and_cancel():
+        formats.append((widget.run_bar.bar.format(), widget.run_bar.bar.text()))
+        widget.run_bar.cancel_button.click()
+
+    _stop_at_train_step(qtbot, widget, read_and_cancel)
+    [(fmt, text)] = formats
+    assert fmt.startswith("Step 2/100000 · loss ") and fmt.endswith("%p% of the time limit")
+    assert text.endswith("% of the time limit")
+
+
+def test_train_progress_counts_the_time_limit_when_it_runs_out_first():
+    from napari_unet._widgets._training import train_progress
+    from unet_core import Progress
+    from unet_core.training.config import FinetuneConfig
+
+    config = FinetuneConfig(steps=100, max_seconds=10.0)
+    p = Progress(1, 100, "train", {"loss": 0.5})
+    bar, text, of = train_progress(config, p, seconds=1.2)
+    assert (bar.done, text, of) == (120, "Step 1/100 · loss 0.500", "the time limit")
+    bar, _, of = train_progress(config, Progress(50, 100, "train", {"loss": 0.5}), seconds=1.2)
+    assert (bar.done, of) == (500, "the steps")
+
+
+def test_export_button_writes_a_bioimageio_package(finetune, qtbot, tmp_path, monkeypatch,
+                                                   notifications):
+    pytest.importorskip("bioimageio.core")
+    from bioimageio.spec import load_description
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer, widget = finetune
+    _run(qtbot, widget)
+    assert widget.export_button.isVisibleTo(widget)
+    out = tmp_path / "shared" / "fine-tuned"          # the .zip is added
+    out.parent.mkdir()
+    # the file dialog is the system's; the path typed into it is what comes back
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    widget.export_button.click()
+    assert widget.export_jobs.running and not widget.run_bar.run_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.export_jobs.running, timeout=180_000)
+    assert not _errors(notifications)
+    status = widget.run_bar.status.text()
+    assert status.startswith("Exported fine-tuned.zip") and "bioimageio.core test: passed" in status
+    zip_path = out.with_suffix(".zip")
+    assert load_description(zip_path).validation_summary.status == "valid-format"
+    assert [p.name for p in out.parent.iterdir()] == ["fine-tuned.zip"]
+    assert widget.run_bar.run_button.isEnabled()
+
+
+def test_export_without_the_extra_names_the_pip_command(finetune, qtbot, monkeypatch, notifications):
+    viewer, widget = finetune
+    _run(qtbot, widget)
+    # bioimageio.core not importable in this process (as where the extra is not installed)
+    monkeypatch.setitem(sys.modules, "bioimageio.core", None)
+    widget.export_button.click()
+    assert not widget.export_jobs.running
+    [error] = _errors(notifications)
+    assert 'pip install "napari-nuclei-unet[bioimageio]"' in error
