@@ -11,6 +11,11 @@
   in 1 thread and in one thread per CPU core (up to 16): the threads take turns on the
   network and run their watersheds side by side, so the GPU does not wait for one core.
 
+- **instances**: the instance step of one 4096 px image's probabilities on the device
+  (``unet_core.instances_torch``, what ``segment`` uses on CUDA) against the CPU's
+  (``unet_core.instances.probs_to_labels``), with the agreement of the two (AP50 of
+  one against the other, and the share of identical pixels).
+
 Every figure is one timed run after a warm-up on the same shapes; MP = 2^20 px.  Runs
 on the CPU too (``--device cpu --size 2048``) to check the script.
 """
@@ -97,6 +102,31 @@ def time_segment(pred, src: Path, work: Path, threads: int):
             "objects": res["objects"], "seconds": round(took, 2), "mp_per_s": round(mp / took, 3)}
 
 
+def time_instances(pred, image) -> dict:
+    """The instance step on the device against the CPU's, on the same probabilities."""
+    from unet_core import instances, instances_torch
+    from unet_core.metrics import evaluate
+
+    prob = pred.predict(image)
+    params = pred.instance_params
+    on_device = torch.from_numpy(prob).to(pred.device)
+    instances_torch.probs_to_labels(on_device[:, :512, :512], **params)     # warm-up
+    sync(pred.device)
+    t = time.perf_counter()
+    labels = instances_torch.probs_to_labels(on_device, **params)
+    sync(pred.device)
+    took = time.perf_counter() - t
+    t = time.perf_counter()
+    expected = instances.probs_to_labels(prob, **params)
+    cpu_took = time.perf_counter() - t
+    mp = image.size / 2**20
+    return {"size": image.shape[0], "device_s": round(took, 3), "cpu_s": round(cpu_took, 3),
+            "device_mp_per_s": round(mp / took, 2), "cpu_mp_per_s": round(mp / cpu_took, 2),
+            "objects": [int(labels.max()), int(expected.max())],
+            "ap50_device_vs_cpu": round(evaluate(labels, expected)["ap50"], 4),
+            "identical_pixels": float(np.mean(labels == expected))}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=16384)
@@ -126,6 +156,10 @@ def main(argv=None):
             result["predict"].append(r)
             print("predict", r, flush=True)
             save()
+    r = time_instances(preds[precisions[0]], image[:4096, :4096])
+    result["instances"] = r
+    print("instances", r, flush=True)
+    save()
     if device.type == "cuda":
         result["predict_peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     del image
