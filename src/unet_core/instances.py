@@ -108,9 +108,9 @@ def _dynamics(peaks: np.ndarray, a, b, levels, h: float):
 
     Basins merge from the highest pass down (union-find); where two meet at ``level``,
     the one with the lower maximum is significant when ``peak - level >= h``, and it
-    drains into the other (the merged basin's highest maximum).  Maxima that never
-    meet a higher one meet the rest through the background (0) and drain into
-    themselves.
+    drains into the basin across that pass (flooding from the h-maxima enters it
+    there).  Maxima that never meet a higher one meet the rest through the
+    background (0) and drain into themselves.
     """
     h32 = np.float32(h)
     parent = list(range(len(peaks)))
@@ -125,13 +125,14 @@ def _dynamics(peaks: np.ndarray, a, b, levels, h: float):
         return x
 
     for i in np.argsort(-levels, kind="stable").tolist():
-        ra, rb = root(int(a[i])), root(int(b[i]))
+        x, y = int(a[i]), int(b[i])
+        ra, rb = root(x), root(y)
         if ra == rb:
             continue
         if top[ra] < top[rb] or (top[ra] == top[rb] and ra > rb):
-            ra, rb = rb, ra
+            ra, rb, x, y = rb, ra, y, x
         keep[rb] = np.float32(peaks[rb]) - levels[i] >= h32
-        parent[rb] = drain[rb] = ra
+        parent[rb], drain[rb] = ra, x               # flooding enters rb from basin x
     for r in range(1, len(peaks)):
         if parent[r] == r:
             keep[r] = peaks[r] >= h32
@@ -146,13 +147,19 @@ def _owners(peaks: np.ndarray, keep: np.ndarray, drain: np.ndarray) -> np.ndarra
     into, 0 when it drains into no ``h``-maximum."""
     ids = np.zeros(len(peaks), np.int32)
     ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    owner = ids.copy()
-    # a basin drains into a higher maximum: settle the higher ones first
-    for r in np.argsort(-peaks, kind="stable").tolist():
-        if not keep[r] and drain[r] != r:
-            owner[r] = owner[drain[r]]
+    owner = np.full(len(peaks), -1, np.int64)
+    owner[keep] = ids[keep]
+    owner[(~keep) & (drain == np.arange(len(peaks)))] = 0      # drains nowhere
     owner[0] = 0
-    return owner
+    drain = drain.tolist()
+    for r in range(len(peaks)):                  # follow each chain of drains once
+        chain = []
+        while owner[r] < 0:
+            chain.append(r)
+            r = drain[r]
+        for c in chain:
+            owner[c] = owner[r]
+    return owner.astype(np.int32)
 
 
 #: Images of at least this many px flood their regions in threads (see :func:`_flood`).
