@@ -195,7 +195,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     if ome_labels and image.ome and "labels" in paths:
         from .omezarr import write_ome_labels
 
-        done = open_image(paths["labels"]).data if big else labels
+        done = open_image(paths["labels"], check_chunks=False).data if big else labels
         yield Progress(0, 1, Stage.FILE, {"file": src.name, "stage": Stage.WRITE, "fraction": 1.0})
         where = write_ome_labels(src, done, scale=image.scale[-2:])
         return {"objects": n, "outputs": names, "settings": settings, "ome_labels": str(where),

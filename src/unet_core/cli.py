@@ -57,7 +57,10 @@ def output_dir(path) -> Path:
 
 
 def cmd_predict(args) -> int:
-    from .fileio import read_image, write_tiff
+    from .batch import FILE_ERRORS
+    from .cli_batch import predict_large, read_whole
+    from .fileio import write_tiff
+    from .lazyio import open_image
     from .modelio import load_model
     from .outputs import output_stems
     from .predict import Predictor
@@ -75,10 +78,10 @@ def cmd_predict(args) -> int:
     for path, stem in stems.items():
         written = []
         try:
-            from .cli_batch import predict_large
-            if predict_large(pred, path, out, args, stem):   # images larger than memory
+            lazy = open_image(path)
+            if predict_large(pred, lazy, out, args, stem):   # images larger than memory
                 continue
-            image = read_image(path)
+            image = read_whole(lazy)
             with _tqdm(desc=path.name, unit="batch", leave=False) as bar:
                 labels, prob = _drive(pred.segment_iter(image, return_prob=True), bar)
             written.append(write_tiff(out / f"{stem}_labels.tif", labels))
@@ -89,7 +92,7 @@ def cmd_predict(args) -> int:
             for note in pred.last_settings.notes + [pred.last_warning]:
                 if note:
                     print(f"{path}: WARNING: {note}", file=sys.stderr)
-        except (UNetError, MemoryError, OSError) as err:
+        except FILE_ERRORS as err:       # this input only: the others are still done
             failed += 1
             for done in written:      # no half result: labels without their probabilities
                 done.unlink(missing_ok=True)
@@ -101,6 +104,8 @@ def _explain(err: BaseException) -> str:
     """What went wrong for an error of the machine (memory, disk), not of the input."""
     if isinstance(err, UNetError):
         return str(err)
+    if not isinstance(err, (MemoryError, OSError)):
+        return f"{type(err).__name__}: {err}"
     if isinstance(err, MemoryError):
         return ("not enough memory; use a smaller --tile (predict) or --crop / --batch-size "
                 "(training), close other programs, or cut the image into parts")

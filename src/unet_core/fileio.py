@@ -156,6 +156,7 @@ def read_image(path) -> np.ndarray:
         to do about it.
     """
     path = Path(path)
+    check_link(path)
     if not path.exists():
         raise ImageFileError(f"Image file not found: {path}")
     if path.is_dir():
@@ -192,6 +193,21 @@ def read_image(path) -> np.ndarray:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or holds no image data "
                              f"(read shape {data.shape}).")
     return data
+
+
+def check_link(path: Path) -> None:
+    """Refuse a symbolic link that leads nowhere: one that loops back on itself (the
+    system gives up resolving it) or one whose target is missing."""
+    if not path.is_symlink() or path.exists():
+        return
+    try:
+        path.resolve(strict=True)
+    except (RuntimeError, OSError) as err:    # RuntimeError: Python < 3.13 on a loop
+        if isinstance(err, FileNotFoundError):
+            raise ImageFileError(f"{path} is a symbolic link to {os.readlink(path)}, which does "
+                                 "not exist; point the link at the image or remove it.") from None
+        raise ImageFileError(f"{path} is a symbolic link that loops back on itself (it leads "
+                             "to no file); point the link at the image or remove it.") from None
 
 
 def read_error_reason(err: BaseException) -> str:

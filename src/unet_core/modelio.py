@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .card import CARD_VERSIONS, KNOWN_OUTPUTS, check_regular_file, read_card
 from .errors import ModelFileError
 from .fileio import atomic_write
 from .model import UNet, UNetConfig
@@ -25,11 +26,11 @@ from .normalize import DEFAULT_NORMALIZATION
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"
-CARD_VERSION = 1
+CARD_VERSION = CARD_VERSIONS[-1]
 DEFAULT_MODEL = "nuclei"
 
 # Output maps of the instance models (see unet_core.instances).
-DEFAULT_OUTPUTS = ("foreground", "boundary", "centre")
+DEFAULT_OUTPUTS = KNOWN_OUTPUTS
 
 
 @dataclass
@@ -187,9 +188,10 @@ def list_models() -> list[dict]:
             continue
         for card_path in sorted(root.glob(f"*/{CARD_NAME}")):
             try:
-                card = json.loads(card_path.read_text())
-            except (OSError, ValueError):
-                card = {"description": "(unreadable model card)"}
+                card = read_card(card_path)
+            except ModelFileError as err:
+                card = {"description": f"(unreadable model card: {err})"}
+            card = card if isinstance(card, dict) else {"description": "(unreadable model card)"}
             found.append({"name": card_path.parent.name, "path": card_path.parent, "source": source,
                           "description": card.get("description", ""), "parent": card.get("parent")})
     return found
@@ -199,9 +201,15 @@ def resolve_model_path(name_or_path) -> Path:
     """Folder of a model given by name (bundled, then user) or by path."""
     p = Path(name_or_path)
     if p.exists():
-        if p.is_file():
+        if not p.is_file():
+            return p
+        if p.name in (WEIGHTS_NAME, CARD_NAME):      # a file of a model folder: that folder
             return p.parent
-        return p
+        check_regular_file(p)
+        _check_not_pickle(p)
+        raise ModelFileError(f"{p} is a file, not a model folder. A model folder holds "
+                             f"{WEIGHTS_NAME} (the weights) and {CARD_NAME} (the model card); give "
+                             "its path, or the name of an installed model (`napari-unet models`).")
     if isinstance(name_or_path, str) and os.sep not in name_or_path and "/" not in name_or_path:
         for root in (bundled_model_dir(), user_model_dir()):
             if (root / name_or_path).is_dir():
@@ -237,7 +245,7 @@ def load_model(name_or_path=DEFAULT_MODEL) -> Model:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .card import check_card, check_regular_file, check_weights_fit, read_weights_header
+    from .card import check_card, check_weights_fit, read_weights_header
 
     folder = resolve_model_path(name_or_path)
     weights, card_path = folder / WEIGHTS_NAME, folder / CARD_NAME
@@ -253,12 +261,7 @@ def load_model(name_or_path=DEFAULT_MODEL) -> Model:
     if not card_path.exists():
         raise ModelFileError(f"{folder} has no model card {CARD_NAME}; it says how the weights were "
                              "built and must sit next to them.")
-    check_regular_file(card_path)
-    try:
-        card = json.loads(card_path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"The model card {card_path} is not valid JSON ({err}). Restore it from "
-                             "the folder the model came from.") from None
+    card = read_card(card_path)
     # everything is checked before anything is built: the card against its schema, the
     # weights' header against the architecture (no allocation), then the hash
     check_card(card, card_path)
