@@ -40,7 +40,9 @@ DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16
                "U8": 1, "BOOL": 1}
 
 
-def _check_fields(where: str, values, schema: dict, problems: list, required=()) -> None:
+def check_fields(where: str, values, schema: dict, problems: list, required=()) -> None:
+    """Append to ``problems`` every field of ``values`` (a dict) that ``schema`` does not
+    know, misses from ``required``, or has of the wrong type or out of range."""
     if not isinstance(values, dict):
         problems.append(f"{where} must be an object, got {type(values).__name__}")
         return
@@ -70,15 +72,15 @@ def check_card(card, card_path) -> None:
     if not isinstance(card, dict):
         raise ModelFileError(f"The model card {card_path} is not a JSON object. Restore it from the "
                              "folder the model came from.")
-    _check_fields("config", card.get("config"), CONFIG_SCHEMA, problems, required=CONFIG_SCHEMA)
+    check_fields("config", card.get("config"), CONFIG_SCHEMA, problems, required=CONFIG_SCHEMA)
     if "normalization" in card:
-        _check_fields("normalization", card["normalization"], NORMALIZATION_SCHEMA, problems,
+        check_fields("normalization", card["normalization"], NORMALIZATION_SCHEMA, problems,
                       required=("low", "high"))
         n = card["normalization"]
         if not problems and isinstance(n, dict) and not n["low"] < n["high"]:
             problems.append(f"normalization.low ({n['low']}) must be below normalization.high ({n['high']})")
     if card.get("instances") is not None:
-        _check_fields("instances", card["instances"], INSTANCES_SCHEMA, problems)
+        check_fields("instances", card["instances"], INSTANCES_SCHEMA, problems)
     _check_diameter(card, problems)
     _check_kind(card, problems)
     sha = card.get("sha256")

@@ -81,6 +81,25 @@ def atomic_write(path):
         raise
 
 
+def save_tensors(tensors: dict, path, metadata: dict | None = None) -> Path:
+    """Write torch tensors as a safetensors file atomically.  A write the system refuses
+    (a full disk, a file size limit) raises OSError with the system's reason, as any
+    other write does, not safetensors' own error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    with atomic_write(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as err:
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise OSError(f"cannot write the tensors: {err}") from None
+            errno = int(code.group(1))
+            raise OSError(errno, os.strerror(errno), str(path)) from None
+    return Path(path)
+
+
 def memory_limit() -> int | None:
     """Bytes of physical memory of this machine (None where the system does not say).
 
@@ -174,9 +193,7 @@ def read_image(path) -> np.ndarray:
         check_fits(path, *declared)
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            data = np.asarray(tifffile.imread(path))
+            data = _read_tiff(path)
         else:
             import imageio.v3 as iio
 
@@ -192,6 +209,20 @@ def read_image(path) -> np.ndarray:
     if data.size == 0 or data.ndim < 2:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or holds no image data "
                              f"(read shape {data.shape}).")
+    return data
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF's first series; samples stored in planes (an RGB TIFF of planar
+    configuration, axes ...SYX) come channels last, as every colour image here."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = np.asarray(series.asarray())
+        axes = series.axes
+    if axes.endswith("SYX") and data.ndim >= 3 and data.shape[-3] <= 4:
+        data = np.moveaxis(data, -3, -1)
     return data
 
 

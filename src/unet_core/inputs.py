@@ -12,6 +12,20 @@ class ChannelOrderWarning(UserWarning):
     """A (3 or 4, H, W) array: a 3-plane stack, or a channel-first colour image?"""
 
 
+#: A last axis this short, on an image at least :data:`CHANNEL_RATIO` times wider and
+#: taller, holds channels: (256, 256, 5) is one 5-channel image, not 256 planes of 256 x 5.
+MAX_CHANNELS = 8
+CHANNEL_RATIO = 8
+
+
+def _channels_last(shape) -> bool:
+    """Whether the last axis of an (H, W, C) / (Z, H, W, C) shape holds channels (a
+    4-D array has no other reading: any short last axis)."""
+    c = shape[-1]
+    return c <= 4 or (c <= MAX_CHANNELS and (len(shape) == 4 or
+                                             c * CHANNEL_RATIO <= min(shape[-3], shape[-2])))
+
+
 AXES_HELP = ("Give a 2D image (H, W), a colour image (H, W, 3 or 4), or a stack of planes "
              "(Z, H, W) or (Z, H, W, C).")
 
@@ -20,7 +34,8 @@ def arrange_planes(image) -> tuple[np.ndarray, bool]:
     """Check an image and arrange it as planes (Z, H, W, C) of its own channels.
 
     Accepts (H, W), (H, W, C) with C <= 4, (Z, H, W) and (Z, H, W, C), any real or
-    bool dtype, numpy or array-likes (dask / zarr arrays are not read here).
+    bool dtype, numpy or array-likes (dask / zarr arrays are not read here).  A last
+    axis of up to :data:`MAX_CHANNELS` on a far larger image holds channels too.
 
     Returns
     -------
@@ -45,7 +60,7 @@ def arrange_planes(image) -> tuple[np.ndarray, bool]:
     nd = image.ndim
     if nd == 2:
         planes, stack = image[None, :, :, None], False
-    elif nd == 3 and image.shape[-1] <= 4:
+    elif nd == 3 and _channels_last(image.shape):
         planes, stack = image[None], False
     elif nd == 3:
         if image.shape[0] in (3, 4):
@@ -54,7 +69,7 @@ def arrange_planes(image) -> tuple[np.ndarray, bool]:
                 f"planes (Z, H, W). If it is one colour image with its channels first, move them "
                 f"last first (numpy.moveaxis(image, 0, -1)).", ChannelOrderWarning, stacklevel=3)
         planes, stack = image[..., None], True
-    elif nd == 4 and image.shape[-1] <= 4:
+    elif nd == 4 and _channels_last(image.shape):
         planes, stack = image, True
     else:
         raise InputError(f"Cannot segment an array of shape {tuple(image.shape)} ({nd}-D). "

@@ -20,7 +20,7 @@ import torch
 
 from .card import CARD_VERSIONS, KNOWN_OUTPUTS, check_regular_file, read_card
 from .errors import ModelFileError
-from .fileio import atomic_write
+from .fileio import atomic_write, save_tensors
 from .model import UNet, UNetConfig
 from .normalize import DEFAULT_NORMALIZATION
 
@@ -145,8 +145,6 @@ def save_model(net: UNet, folder, card: dict | None = None, *, name: str | None 
     Returns the folder.  A crash at any moment leaves either the previous model or
     the new one, never a card that points at half-written weights.
     """
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card = dict(card or make_card(net.config, name or folder.name))
@@ -156,8 +154,7 @@ def save_model(net: UNet, folder, card: dict | None = None, *, name: str | None 
     state.update({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()
                   if not v.is_floating_point()})
     weights = folder / WEIGHTS_NAME
-    with atomic_write(weights) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "name": str(card.get("name", ""))})
+    save_tensors(state, weights, metadata={"format": "pt", "name": str(card.get("name", ""))})
     card["sha256"] = _sha256(weights)
     with atomic_write(folder / CARD_NAME) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")

@@ -65,3 +65,48 @@ def test_a_huge_card_is_refused_by_its_size(saved_model):
     (saved_model / "model.json").write_text(card[:-2] + ', "notes": "' + "x" * (2 << 20) + '"}')
     with pytest.raises(ModelFileError, match=r"larger than 1 MiB"):
         load_model(saved_model)
+
+
+def test_a_training_config_out_of_range_is_refused_before_anything_is_built(tmp_path, capsys):
+    config = tmp_path / "big.json"
+    config.write_text(json.dumps({"model": {"base_filters": 100000}}))
+    rc = cli.main(["train", "--config", str(config), "--synthetic", "1", "--synthetic-size", "64",
+                   "-o", str(tmp_path / "m"), "--device", "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "model.base_filters must be between 1 and 512, got 100000" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_finetune_on_a_full_disk_says_so_and_leaves_nothing(base_model, tmp_path):
+    """A file size limit (what a full disk looks like to the writer) below the size of
+    the weights: the run fails with the reason, and no checkpoints, lock or part files
+    are left behind."""
+    import resource
+    import signal
+
+    from conftest import make_example
+    from unet_core.fileio import write_tiff
+
+    images, labels = tmp_path / "images", tmp_path / "labs"
+    for k in range(2):
+        image, lab = make_example(k, 64)
+        write_tiff(images / f"s{k}.tif", image)
+        write_tiff(labels / f"s{k}.tif", lab)
+    out = tmp_path / "m"
+    limit = (base_model / "model.safetensors").stat().st_size // 2
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # EFBIG instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "unet_core.cli", "finetune", "--images", str(images),
+                           "--labels", str(labels), "-o", str(out), "--base", str(base_model),
+                           "--steps", "2", "--checkpoint-every", "1", "--crop", "64",
+                           "--batch-size", "1", "--device", "cpu", "-q"],
+                          capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "File too large" in proc.stderr and "check the disk" in proc.stderr
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+    assert left == [], left
