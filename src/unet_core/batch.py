@@ -112,9 +112,13 @@ def _find_inputs(input_dir: Path, output_dir: Path, pattern: str | None) -> list
     found = input_dir.glob(pattern or "*")
     files = sorted(p for p in found if not p.name.startswith(".")
                    and (_is_input(p) if pattern is None else (p.is_file() or p.suffix == ".zarr")))
-    if input_dir.resolve() == output_dir.resolve():
+    inside, out = input_dir.resolve(), output_dir.resolve()
+    if inside == out:
         # our own outputs also match patterns like "*.tif*"
         files = [p for p in files if not p.name.endswith(OUTPUT_ENDINGS)]
+    elif inside in out.parents:
+        # an output folder inside the input folder: "**/*.tif" would find our outputs
+        files = [p for p in files if out not in p.resolve().parents]
     if not files:
         what = repr(pattern) if pattern else "(no TIFF, PNG, JPEG, BMP or .zarr images)"
         raise InputError(f"No files match {what} in {input_dir}. Check the folder and the file "

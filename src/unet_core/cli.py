@@ -19,6 +19,21 @@ from .training.config import positive_int
 
 log = logging.getLogger("napari-unet")
 
+#: Smallest side of a sample image: room for a few nuclei of the model's size.
+SAMPLE_MIN_SIZE = 64
+
+
+def at_least(low: int):
+    """argparse type: an integer >= ``low``."""
+    def check(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    check.__name__ = "int"      # argparse names the type in its messages
+    return check
+
 
 def _tqdm(**kw):
     from tqdm import tqdm
@@ -144,9 +159,9 @@ def cmd_evaluate(args) -> int:
             if pl.shape != tl.shape:
                 raise UNetError(f"shape {pl.shape} of {p.name} differs from {tl.shape} of {t.name}")
             rows.append({"image": name, **evaluate(pl, tl)})
-        except UNetError as err:
+        except (UNetError, MemoryError, OSError) as err:     # this pair only: the others go on
             failed += 1
-            print(f"{name}: FAILED: {err}", file=sys.stderr)
+            print(f"{name}: FAILED: {_explain(err)}", file=sys.stderr)
     if not rows:
         print("error: no image pairs to evaluate (names pair by stem, '_labels' ignored)", file=sys.stderr)
         return 2
@@ -265,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write synthetic fluorescence nuclei images (uint16 TIFF) and their "
                                    "true instance labels (in DIR/truth) to try predict/evaluate on.")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
-    s.add_argument("--size", type=int, default=512, help="image side in px (default 512)")
-    s.add_argument("--count", type=int, default=1, help="number of images (default 1)")
+    s.add_argument("--size", type=at_least(SAMPLE_MIN_SIZE), default=512,
+                   help=f"image side in px, at least {SAMPLE_MIN_SIZE} (default 512)")
+    s.add_argument("--count", type=positive_int, default=1, help="number of images (default 1)")
     s.set_defaults(func=cmd_sample)
     from .cli_train import add_commands
     add_commands(sub)

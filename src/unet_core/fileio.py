@@ -259,13 +259,17 @@ def write_tiff(path, data: np.ndarray, **kwargs) -> Path:
 
 
 def content_hash(path: Path, old: dict | None = None) -> dict:
-    """{"stat": [size, mtime_ns], "hash": blake2b of the content} of a file or zarr
-    folder; the hash of ``old`` is reused when size and mtime did not change."""
+    """{"stat": [size, mtime_ns, ctime_ns], "hash": blake2b of the content} of a file or
+    zarr folder; the hash of ``old`` is reused only when none of the three changed.
+    The change time (ctime) is set by the system on every write and cannot be set back
+    (``touch -r`` sets the mtime only), so an edit that keeps size and mtime is hashed
+    again: what is compared is the content."""
     # an OME-Zarr input's labels/ is where this batch writes: not part of the input
     files = sorted(q for q in path.rglob("*") if q.is_file()
                    and q.relative_to(path).parts[0] != "labels") if path.is_dir() else [path]
-    stat = [sum(q.stat().st_size for q in files),
-            max((q.stat().st_mtime_ns for q in files), default=path.stat().st_mtime_ns)]
+    stats = [q.stat() for q in files] or [path.stat()]
+    stat = [sum(st.st_size for st in stats) if files else 0, max(st.st_mtime_ns for st in stats),
+            max(st.st_ctime_ns for st in stats)]
     if old and old.get("stat") == stat and old.get("hash"):
         return {"stat": stat, "hash": old["hash"]}
     h = hashlib.blake2b(digest_size=16)
