@@ -166,10 +166,12 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     Returns {"objects": int, "outputs": [file names], "settings": the diameter, scale
     and stain used}.
     """
+    from .inputs import check_image_size
     from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
     from .lazyio import open_image
 
     image = open_image(src)
+    check_image_size(image.shape)
     big = wants_blocks(image)
     as_zarr = big and (zarr or image.shape[0] * image.shape[1] > ZARR_PIXELS)
     paths = output_paths(stem, output_dir, outputs, as_zarr)

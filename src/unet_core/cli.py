@@ -75,6 +75,7 @@ def cmd_predict(args) -> int:
     from .batch import FILE_ERRORS
     from .cli_batch import predict_large, read_whole
     from .fileio import write_tiff
+    from .inputs import check_image_size
     from .lazyio import open_image
     from .modelio import load_model
     from .outputs import output_stems
@@ -94,6 +95,7 @@ def cmd_predict(args) -> int:
         written = []
         try:
             lazy = open_image(path)
+            check_image_size(lazy.shape)     # before anything is read or segmented
             if predict_large(pred, lazy, out, args, stem):   # images larger than memory
                 continue
             image = read_whole(lazy)

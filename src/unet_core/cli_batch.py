@@ -99,15 +99,13 @@ def predict_large(pred, image, out: Path, args, stem: str | None = None) -> bool
 
 def read_whole(image):
     """The pixels of an opened image (a LazyImage) that fits in memory, as numpy; its
-    shape is checked first (a 5-D store is refused before anything is read)."""
+    shape is checked by :func:`~unet_core.inputs.check_image_size` first."""
     import numpy as np
 
     from .fileio import check_fits
-    from .inputs import arrange_planes
 
     if isinstance(image.data, np.ndarray):
         return image.data
-    arrange_planes(image.data)
     check_fits(image.path, image.shape, image.nbytes)
     return np.asarray(image.data[...])
 

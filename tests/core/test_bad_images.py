@@ -38,3 +38,26 @@ def test_a_planar_rgb_tiff_is_one_colour_image(saved_model, tmp_path, capsys):
     labels = tifffile.imread(tmp_path / "out" / "planar_labels.tif")
     assert labels.shape == (96, 96)
     np.testing.assert_array_equal(labels, tifffile.imread(tmp_path / "out" / "grey_labels.tif"))
+
+
+def test_a_one_pixel_line_is_refused_and_the_rest_done(saved_model, tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "line.tif", np.random.default_rng(0).integers(0, 1000, (1, 100_000),
+                                                                              dtype=np.uint16))
+    tifffile.imwrite(tmp_path / "good.tif", make_example(0, 64)[0])
+    rc = cli.main(["predict", str(tmp_path / "line.tif"), str(tmp_path / "good.tif"),
+                   "-o", str(tmp_path / "out"), "--model", str(saved_model), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "line.tif: FAILED: The image is 1 x 100000 px" in err
+    assert "at least 16 px" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_labels.tif"]
+
+
+def test_floats_near_the_largest_double_are_segmented_as_their_scaled_self(saved_model):
+    from unet_core import Predictor
+
+    image = make_example(0, 96)[0].astype(np.float64)
+    pred = Predictor(saved_model, device="cpu", diameter=None, stain="fluorescence")
+    expected = pred.segment(image)
+    assert expected.max() > 0
+    huge = pred.segment(image * 1e296)                # ~1e300: beyond float32, a fine float64
+    np.testing.assert_array_equal(huge, expected)
