@@ -140,5 +140,7 @@ def add_commands(sub) -> None:
     b.add_argument("--scheduler", metavar="local|ADDRESS",
                    help="run on dask.distributed: 'local' starts a LocalCluster, or the address "
                         "of a running scheduler (tcp://host:8786)")
-    b.add_argument("--workers", type=int, help="worker processes of --scheduler local (default 2)")
+    from .training.config import positive_int
+    b.add_argument("--workers", type=positive_int,
+                   help="worker processes of --scheduler local (default 2)")
     b.set_defaults(func=cmd_batch)

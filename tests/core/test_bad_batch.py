@@ -44,3 +44,34 @@ def test_an_edit_that_keeps_size_and_time_is_seen(folder, tmp_path, saved_model)
     assert src.stat().st_size == st.st_size and src.stat().st_mtime_ns == st.st_mtime_ns
     report = run_to_end(batch_iter(pred, folder, out))
     assert report.done == ["a.tif"]
+
+
+def test_a_scheduler_that_never_answers_is_named_within_seconds(folder, tmp_path, saved_model):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)                      # connections are accepted by the kernel, never answered
+    port = silent.getsockname()[1]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "unet_core.cli", "batch", str(folder), "-o",
+                               str(tmp_path / "out"), "--model", str(saved_model), "--device", "cpu",
+                               "--scheduler", f"tcp://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        silent.close()
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - start < 60
+    assert "Traceback" not in proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr and "does not answer" in proc.stderr
+
+
+def test_negative_workers_are_refused(folder, tmp_path, saved_model, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["batch", str(folder), "-o", str(tmp_path / "out"), "--model", str(saved_model),
+                  "--scheduler", "local", "--workers", "-1"])
+    assert stop.value.code == 2 and "--workers: must be >= 1" in capsys.readouterr().err
