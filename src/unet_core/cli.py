@@ -124,8 +124,10 @@ def _explain(err: BaseException) -> str:
     if not isinstance(err, (MemoryError, OSError)):
         return f"{type(err).__name__}: {err}"
     if isinstance(err, MemoryError):
-        return ("not enough memory; use a smaller --tile (predict) or --crop / --batch-size "
-                "(training), close other programs, or cut the image into parts")
+        need = f" ({err})" if str(err) else ""
+        return (f"not enough memory{need}. Close other programs; an image too large for memory "
+                "is segmented block by block when it is a 2-D (H, W) or (H, W, C) TIFF or zarr, "
+                "so save a stack's planes as such; in training, a smaller --crop or --batch-size")
     return (f"{err.strerror or err} ({type(err).__name__}"
             + (f" on {err.filename}" if getattr(err, "filename", None) else "") + "); "
             "check the disk (free space, permissions) and run again")

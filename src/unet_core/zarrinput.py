@@ -96,6 +96,18 @@ def _dataset_path(path: Path, multiscales) -> tuple[str, dict]:
     return name, level0
 
 
+def _plain(arr, path: Path):
+    """A zarr array without metadata: leading axes of length 1 are dropped, so a
+    (1, Y, X) store is the 2-D image it holds (segmented block by block when large),
+    not a stack of one plane read whole."""
+    from .lazyio import LazyImage
+
+    lead = ()
+    while arr.ndim - len(lead) > 2 and arr.shape[len(lead)] == 1:
+        lead += (0,)
+    return LazyImage(CheckedZarr(arr, path, lead), path, (1.0,) * (arr.ndim - len(lead)))
+
+
 def open_zarr(path: Path, check_chunks: bool = True):
     """A zarr array or OME-Zarr image (level 0, its scale) as a LazyImage; with
     ``check_chunks``, missing chunks are warned about (:func:`warn_missing_chunks`)."""
@@ -109,7 +121,7 @@ def open_zarr(path: Path, check_chunks: bool = True):
         raise ImageFileError(f"Cannot open {path} as zarr ({read_error_reason(err)}).") from None
     if isinstance(node, zarr.Array):
         warn_missing_chunks(node, path, check_chunks)
-        return LazyImage(CheckedZarr(node, path), path, (1.0,) * node.ndim)
+        return _plain(node, path)
     attrs = dict(node.attrs)
     ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if not ms:
@@ -119,7 +131,7 @@ def open_zarr(path: Path, check_chunks: bool = True):
                                  f"{len(arrays)} arrays; give the path of one array.")
         arr = node[arrays[0]]
         warn_missing_chunks(arr, path, check_chunks)
-        return LazyImage(CheckedZarr(arr, path), path, (1.0,) * arr.ndim)
+        return _plain(arr, path)
     name, level0 = _dataset_path(path, ms)
     try:
         arr = node[name]

@@ -38,3 +38,8 @@ def test_sample_refuses_sizes_and_counts_that_make_nothing(tmp_path, capsys, arg
     err = capsys.readouterr().err
     assert stop.value.code == 2 and reason in err and "must be" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_out_of_memory_names_what_helps_not_the_tile():
+    text = cli._explain(MemoryError("Unable to allocate 3.73 GiB for an array with shape (1, 10000, 10000)"))
+    assert "--tile" not in text and "3.73 GiB" in text and "block by block" in text
