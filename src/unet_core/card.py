@@ -103,7 +103,7 @@ def _check_kind(card: dict, problems: list) -> None:
     if arch != ARCHITECTURE:
         problems.append(f"architecture {arch!r} is not one napari-unet builds (only {ARCHITECTURE!r})")
     outputs = card.get("outputs")
-    if outputs is not None and not (isinstance(outputs, list) and 0 < len(outputs)
+    if outputs is not None and not (isinstance(outputs, list) and len(outputs) > 0
                                     and outputs == list(KNOWN_OUTPUTS[:len(outputs)])):
         problems.append(f"outputs must name the network's maps in this order: "
                         f"{list(KNOWN_OUTPUTS)} (or the first of them), got {outputs!r}")

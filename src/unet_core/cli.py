@@ -15,24 +15,12 @@ import numpy as np
 
 from .errors import InputError, UNetError
 from .progress import Stage, run_to_end
-from .training.config import positive_int
+from .training.config import at_least, positive_int
 
 log = logging.getLogger("napari-unet")
 
 #: Smallest side of a sample image: room for a few nuclei of the model's size.
 SAMPLE_MIN_SIZE = 64
-
-
-def at_least(low: int):
-    """argparse type: an integer >= ``low``."""
-    def check(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    check.__name__ = "int"      # argparse names the type in its messages
-    return check
 
 
 def _tqdm(**kw):

@@ -83,7 +83,7 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
             if not sock.recv(1):
                 raise InputError(f"{where.capitalize()} closed the connection; is it a dask "
                                  "scheduler? Check the address or use --scheduler local.")
-    except socket.timeout:
+    except TimeoutError:
         raise InputError(f"{where.capitalize()} does not answer within {timeout:g} s; check the "
                          "address (tcp://host:port) and that a dask scheduler runs there, or use "
                          "--scheduler local.") from None

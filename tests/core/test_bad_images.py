@@ -3,7 +3,6 @@ last axis, planar RGB TIFFs, thin strips, extreme floats."""
 import warnings
 
 import numpy as np
-import pytest
 import tifffile
 
 from conftest import make_example
