@@ -112,9 +112,13 @@ def _find_inputs(input_dir: Path, output_dir: Path, pattern: str | None) -> list
     found = input_dir.glob(pattern or "*")
     files = sorted(p for p in found if not p.name.startswith(".")
                    and (_is_input(p) if pattern is None else (p.is_file() or p.suffix == ".zarr")))
-    if input_dir.resolve() == output_dir.resolve():
+    inside, out = input_dir.resolve(), output_dir.resolve()
+    if inside == out:
         # our own outputs also match patterns like "*.tif*"
         files = [p for p in files if not p.name.endswith(OUTPUT_ENDINGS)]
+    elif inside in out.parents:
+        # an output folder inside the input folder: "**/*.tif" would find our outputs
+        files = [p for p in files if out not in p.resolve().parents]
     if not files:
         what = repr(pattern) if pattern else "(no TIFF, PNG, JPEG, BMP or .zarr images)"
         raise InputError(f"No files match {what} in {input_dir}. Check the folder and the file "
@@ -162,10 +166,12 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     Returns {"objects": int, "outputs": [file names], "settings": the diameter, scale
     and stain used}.
     """
+    from .inputs import check_image_size
     from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
     from .lazyio import open_image
 
     image = open_image(src)
+    check_image_size(image.shape)
     big = wants_blocks(image)
     as_zarr = big and (zarr or image.shape[0] * image.shape[1] > ZARR_PIXELS)
     paths = output_paths(stem, output_dir, outputs, as_zarr)
@@ -195,7 +201,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     if ome_labels and image.ome and "labels" in paths:
         from .omezarr import write_ome_labels
 
-        done = open_image(paths["labels"]).data if big else labels
+        done = open_image(paths["labels"], check_chunks=False).data if big else labels
         yield Progress(0, 1, Stage.FILE, {"file": src.name, "stage": Stage.WRITE, "fraction": 1.0})
         where = write_ome_labels(src, done, scale=image.scale[-2:])
         return {"objects": n, "outputs": names, "settings": settings, "ome_labels": str(where),

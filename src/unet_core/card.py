@@ -30,11 +30,19 @@ INSTANCES_SCHEMA = {"fg_threshold": (float, 0.0, 1.0), "boundary_threshold": (fl
                     "h": (float, 0.0, 100.0), "sigma": (float, 0.0, 20.0),
                     "min_size": (int, 0, 100_000)}
 MAX_HEADER = 100 << 20     # a safetensors header of a U-Net is a few kB
+MAX_CARD = 1 << 20         # a model card is a few kB (its training examples included)
+#: Card versions this napari-unet reads, and the only architecture it builds.
+CARD_VERSIONS = (1,)
+ARCHITECTURE = "unet"
+#: Output maps, in the channel order the instance step reads them (a model has a prefix).
+KNOWN_OUTPUTS = ("foreground", "boundary", "centre")
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
                "U8": 1, "BOOL": 1}
 
 
-def _check_fields(where: str, values, schema: dict, problems: list, required=()) -> None:
+def check_fields(where: str, values, schema: dict, problems: list, required=()) -> None:
+    """Append to ``problems`` every field of ``values`` (a dict) that ``schema`` does not
+    know, misses from ``required``, or has of the wrong type or out of range."""
     if not isinstance(values, dict):
         problems.append(f"{where} must be an object, got {type(values).__name__}")
         return
@@ -64,19 +72,17 @@ def check_card(card, card_path) -> None:
     if not isinstance(card, dict):
         raise ModelFileError(f"The model card {card_path} is not a JSON object. Restore it from the "
                              "folder the model came from.")
-    _check_fields("config", card.get("config"), CONFIG_SCHEMA, problems, required=CONFIG_SCHEMA)
+    check_fields("config", card.get("config"), CONFIG_SCHEMA, problems, required=CONFIG_SCHEMA)
     if "normalization" in card:
-        _check_fields("normalization", card["normalization"], NORMALIZATION_SCHEMA, problems,
+        check_fields("normalization", card["normalization"], NORMALIZATION_SCHEMA, problems,
                       required=("low", "high"))
         n = card["normalization"]
         if not problems and isinstance(n, dict) and not n["low"] < n["high"]:
             problems.append(f"normalization.low ({n['low']}) must be below normalization.high ({n['high']})")
     if card.get("instances") is not None:
-        _check_fields("instances", card["instances"], INSTANCES_SCHEMA, problems)
+        check_fields("instances", card["instances"], INSTANCES_SCHEMA, problems)
     _check_diameter(card, problems)
-    outputs = card.get("outputs")
-    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
-        problems.append(f"outputs must be a list of names, got {outputs!r}")
+    _check_kind(card, problems)
     sha = card.get("sha256")
     if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
         problems.append("sha256 (the SHA-256 of model.safetensors) is missing or malformed: without "
@@ -84,6 +90,48 @@ def check_card(card, card_path) -> None:
     if problems:
         raise ModelFileError(f"The model card {card_path} is not valid: " + "; ".join(problems)
                              + ". Restore the model folder from where it came from.")
+
+
+def _check_kind(card: dict, problems: list) -> None:
+    """``format_version``, ``architecture`` and ``outputs``: what this version can build
+    and read (a newer card, another network or other maps would be misread silently)."""
+    version = card.get("format_version", CARD_VERSIONS[0])
+    if version not in CARD_VERSIONS or isinstance(version, bool):
+        problems.append(f"format_version {version!r} is not one this napari-unet reads "
+                        f"({', '.join(map(str, CARD_VERSIONS))}); a newer napari-unet may read it")
+    arch = card.get("architecture", ARCHITECTURE)
+    if arch != ARCHITECTURE:
+        problems.append(f"architecture {arch!r} is not one napari-unet builds (only {ARCHITECTURE!r})")
+    outputs = card.get("outputs")
+    if outputs is not None and not (isinstance(outputs, list) and len(outputs) > 0
+                                    and outputs == list(KNOWN_OUTPUTS[:len(outputs)])):
+        problems.append(f"outputs must name the network's maps in this order: "
+                        f"{list(KNOWN_OUTPUTS)} (or the first of them), got {outputs!r}")
+
+
+def read_card(card_path: Path) -> dict:
+    """The parsed JSON of a model card, read only if it is a regular file of at most
+    :data:`MAX_CARD` bytes (a FIFO would never end, a 1 GiB file would be read whole).
+
+    Raises
+    ------
+    ModelFileError
+        Not a regular file, too large, not UTF-8 JSON, or nested too deep to parse.
+    """
+    st = check_regular_file(card_path)
+    restore = "Restore it from the folder the model came from."
+    if st.st_size > MAX_CARD:
+        raise ModelFileError(f"The model card {card_path} is {st.st_size / 2**20:.1f} MiB, larger "
+                             f"than {MAX_CARD >> 20} MiB (a card is a few kB); it is not a model card. "
+                             + restore)
+    try:
+        return json.loads(card_path.read_bytes())
+    except RecursionError:
+        raise ModelFileError(f"The model card {card_path} is nested too deeply to be a model card. "
+                             + restore) from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"The model card {card_path} is not valid JSON ({err}). " + restore) \
+            from None
 
 
 def check_regular_file(path: Path):

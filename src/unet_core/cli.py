@@ -15,9 +15,12 @@ import numpy as np
 
 from .errors import InputError, UNetError
 from .progress import Stage, run_to_end
-from .training.config import positive_int
+from .training.config import at_least, positive_int
 
 log = logging.getLogger("napari-unet")
+
+#: Smallest side of a sample image: room for a few nuclei of the model's size.
+SAMPLE_MIN_SIZE = 64
 
 
 def _tqdm(**kw):
@@ -57,7 +60,11 @@ def output_dir(path) -> Path:
 
 
 def cmd_predict(args) -> int:
-    from .fileio import read_image, write_tiff
+    from .batch import FILE_ERRORS
+    from .cli_batch import predict_large, read_whole
+    from .fileio import write_tiff
+    from .inputs import check_image_size
+    from .lazyio import open_image
     from .modelio import load_model
     from .outputs import output_stems
     from .predict import Predictor
@@ -75,10 +82,11 @@ def cmd_predict(args) -> int:
     for path, stem in stems.items():
         written = []
         try:
-            from .cli_batch import predict_large
-            if predict_large(pred, path, out, args, stem):   # images larger than memory
+            lazy = open_image(path)
+            check_image_size(lazy.shape)     # before anything is read or segmented
+            if predict_large(pred, lazy, out, args, stem):   # images larger than memory
                 continue
-            image = read_image(path)
+            image = read_whole(lazy)
             with _tqdm(desc=path.name, unit="batch", leave=False) as bar:
                 labels, prob = _drive(pred.segment_iter(image, return_prob=True), bar)
             written.append(write_tiff(out / f"{stem}_labels.tif", labels))
@@ -89,7 +97,7 @@ def cmd_predict(args) -> int:
             for note in pred.last_settings.notes + [pred.last_warning]:
                 if note:
                     print(f"{path}: WARNING: {note}", file=sys.stderr)
-        except (UNetError, MemoryError, OSError) as err:
+        except FILE_ERRORS as err:       # this input only: the others are still done
             failed += 1
             for done in written:      # no half result: labels without their probabilities
                 done.unlink(missing_ok=True)
@@ -101,9 +109,13 @@ def _explain(err: BaseException) -> str:
     """What went wrong for an error of the machine (memory, disk), not of the input."""
     if isinstance(err, UNetError):
         return str(err)
+    if not isinstance(err, (MemoryError, OSError)):
+        return f"{type(err).__name__}: {err}"
     if isinstance(err, MemoryError):
-        return ("not enough memory; use a smaller --tile (predict) or --crop / --batch-size "
-                "(training), close other programs, or cut the image into parts")
+        need = f" ({err})" if str(err) else ""
+        return (f"not enough memory{need}. Close other programs; an image too large for memory "
+                "is segmented block by block when it is a 2-D (H, W) or (H, W, C) TIFF or zarr, "
+                "so save a stack's planes as such; in training, a smaller --crop or --batch-size")
     return (f"{err.strerror or err} ({type(err).__name__}"
             + (f" on {err.filename}" if getattr(err, "filename", None) else "") + "); "
             "check the disk (free space, permissions) and run again")
@@ -139,9 +151,9 @@ def cmd_evaluate(args) -> int:
             if pl.shape != tl.shape:
                 raise UNetError(f"shape {pl.shape} of {p.name} differs from {tl.shape} of {t.name}")
             rows.append({"image": name, **evaluate(pl, tl)})
-        except UNetError as err:
+        except (UNetError, MemoryError, OSError) as err:     # this pair only: the others go on
             failed += 1
-            print(f"{name}: FAILED: {err}", file=sys.stderr)
+            print(f"{name}: FAILED: {_explain(err)}", file=sys.stderr)
     if not rows:
         print("error: no image pairs to evaluate (names pair by stem, '_labels' ignored)", file=sys.stderr)
         return 2
@@ -260,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write synthetic fluorescence nuclei images (uint16 TIFF) and their "
                                    "true instance labels (in DIR/truth) to try predict/evaluate on.")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
-    s.add_argument("--size", type=int, default=512, help="image side in px (default 512)")
-    s.add_argument("--count", type=int, default=1, help="number of images (default 1)")
+    s.add_argument("--size", type=at_least(SAMPLE_MIN_SIZE), default=512,
+                   help=f"image side in px, at least {SAMPLE_MIN_SIZE} (default 512)")
+    s.add_argument("--count", type=positive_int, default=1, help="number of images (default 1)")
     s.set_defaults(func=cmd_sample)
     from .cli_train import add_commands
     add_commands(sub)

@@ -74,20 +74,18 @@ def cmd_batch(args) -> int:
     return 1 if failed else 0
 
 
-def predict_large(pred, path: Path, out: Path, args, stem: str | None = None) -> bool:
-    """``napari-unet predict`` on an image larger than memory: block by block, written
-    as it goes, to ``<stem>_labels`` (``stem``: the input's output stem, distinct among
-    the inputs of one run; see :func:`~unet_core.outputs.output_stems`); returns False
-    for images that fit (the caller reads them whole)."""
+def predict_large(pred, image, out: Path, args, stem: str | None = None) -> bool:
+    """``napari-unet predict`` on an image larger than memory (a LazyImage,
+    :func:`~unet_core.lazyio.open_image`): block by block, written as it goes, to
+    ``<stem>_labels`` (``stem``: the input's output stem, distinct among the inputs of
+    one run; see :func:`~unet_core.outputs.output_stems`); returns False for images
+    that fit (the caller reads them whole, :func:`read_whole`)."""
     from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
-    from .lazyio import is_zarr_path, open_image
     from .progress import run_to_end
 
-    if not (is_zarr_path(path) or path.suffix.lower() in (".tif", ".tiff")):
-        return False
-    image = open_image(path)
     if not wants_blocks(image):
         return False
+    path = image.path
     stem = stem or (path.name[: -len(path.suffix)] if path.suffix else path.name)
     ext = ".zarr" if getattr(args, "zarr", False) or image.shape[0] * image.shape[1] > ZARR_PIXELS \
         else ".tif"
@@ -97,6 +95,19 @@ def predict_large(pred, path: Path, out: Path, args, stem: str | None = None) ->
     result = run_to_end(segment_file_iter(pred, image, outputs))
     print(f"{path.name}: {result['objects']} objects -> {outputs['labels']}")
     return True
+
+
+def read_whole(image):
+    """The pixels of an opened image (a LazyImage) that fits in memory, as numpy; its
+    shape is checked by :func:`~unet_core.inputs.check_image_size` first."""
+    import numpy as np
+
+    from .fileio import check_fits
+
+    if isinstance(image.data, np.ndarray):
+        return image.data
+    check_fits(image.path, image.shape, image.nbytes)
+    return np.asarray(image.data[...])
 
 
 def add_commands(sub) -> None:
@@ -129,5 +140,7 @@ def add_commands(sub) -> None:
     b.add_argument("--scheduler", metavar="local|ADDRESS",
                    help="run on dask.distributed: 'local' starts a LocalCluster, or the address "
                         "of a running scheduler (tcp://host:8786)")
-    b.add_argument("--workers", type=int, help="worker processes of --scheduler local (default 2)")
+    from .training.config import positive_int
+    b.add_argument("--workers", type=positive_int,
+                   help="worker processes of --scheduler local (default 2)")
     b.set_defaults(func=cmd_batch)

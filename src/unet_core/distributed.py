@@ -49,11 +49,48 @@ def make_client(scheduler: str = "local", workers: int | None = None, threads: i
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True,
                                dashboard_address=None)
         return Client(cluster)
+    check_scheduler(scheduler)
     try:
-        return Client(scheduler, timeout="20s")
+        return Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s")
     except (OSError, TimeoutError, ValueError) as err:
         raise InputError(f"Cannot reach the dask scheduler at {scheduler!r} ({err}). Check the "
                          "address (tcp://host:8786) or use --scheduler local.") from None
+
+
+#: Seconds to wait for a scheduler to answer.
+CONNECT_TIMEOUT = 10
+
+
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse, within ``timeout`` seconds, a tcp:// address where no dask scheduler
+    answers: nothing listening, or a listener that never speaks (a dask scheduler
+    sends its handshake as soon as a connection opens; the client would wait for it
+    forever).  Other protocols (tls://, ...) are left to dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if "://" in address and not address.startswith("tcp://"):
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port or 8786
+    except ValueError:
+        raise InputError(f"{address!r} is not a scheduler address; give tcp://host:port "
+                         "(e.g. tcp://127.0.0.1:8786) or --scheduler local.") from None
+    where = f"the dask scheduler at {address!r}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if not sock.recv(1):
+                raise InputError(f"{where.capitalize()} closed the connection; is it a dask "
+                                 "scheduler? Check the address or use --scheduler local.")
+    except TimeoutError:
+        raise InputError(f"{where.capitalize()} does not answer within {timeout:g} s; check the "
+                         "address (tcp://host:port) and that a dask scheduler runs there, or use "
+                         "--scheduler local.") from None
+    except OSError as err:
+        raise InputError(f"Cannot reach {where} ({err.strerror or err}). Check the address "
+                         "(tcp://host:8786) and that the scheduler is running, or use "
+                         "--scheduler local.") from None
 
 
 def close_client(client) -> None:

@@ -81,6 +81,25 @@ def atomic_write(path):
         raise
 
 
+def save_tensors(tensors: dict, path, metadata: dict | None = None) -> Path:
+    """Write torch tensors as a safetensors file atomically.  A write the system refuses
+    (a full disk, a file size limit) raises OSError with the system's reason, as any
+    other write does, not safetensors' own error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    with atomic_write(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as err:
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise OSError(f"cannot write the tensors: {err}") from None
+            errno = int(code.group(1))
+            raise OSError(errno, os.strerror(errno), str(path)) from None
+    return Path(path)
+
+
 def memory_limit() -> int | None:
     """Bytes of physical memory of this machine (None where the system does not say).
 
@@ -156,6 +175,7 @@ def read_image(path) -> np.ndarray:
         to do about it.
     """
     path = Path(path)
+    check_link(path)
     if not path.exists():
         raise ImageFileError(f"Image file not found: {path}")
     if path.is_dir():
@@ -173,9 +193,7 @@ def read_image(path) -> np.ndarray:
         check_fits(path, *declared)
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            data = np.asarray(tifffile.imread(path))
+            data = _read_tiff(path)
         else:
             import imageio.v3 as iio
 
@@ -192,6 +210,35 @@ def read_image(path) -> np.ndarray:
         raise ImageFileError(f"Cannot read {path}: the file is corrupt or holds no image data "
                              f"(read shape {data.shape}).")
     return data
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF's first series; samples stored in planes (an RGB TIFF of planar
+    configuration, axes ...SYX) come channels last, as every colour image here."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = np.asarray(series.asarray())
+        axes = series.axes
+    if axes.endswith("SYX") and data.ndim >= 3 and data.shape[-3] <= 4:
+        data = np.moveaxis(data, -3, -1)
+    return data
+
+
+def check_link(path: Path) -> None:
+    """Refuse a symbolic link that leads nowhere: one that loops back on itself (the
+    system gives up resolving it) or one whose target is missing."""
+    if not path.is_symlink() or path.exists():
+        return
+    try:
+        path.resolve(strict=True)
+    except (RuntimeError, OSError) as err:    # RuntimeError: Python < 3.13 on a loop
+        if isinstance(err, FileNotFoundError):
+            raise ImageFileError(f"{path} is a symbolic link to {os.readlink(path)}, which does "
+                                 "not exist; point the link at the image or remove it.") from None
+        raise ImageFileError(f"{path} is a symbolic link that loops back on itself (it leads "
+                             "to no file); point the link at the image or remove it.") from None
 
 
 def read_error_reason(err: BaseException) -> str:
@@ -212,13 +259,17 @@ def write_tiff(path, data: np.ndarray, **kwargs) -> Path:
 
 
 def content_hash(path: Path, old: dict | None = None) -> dict:
-    """{"stat": [size, mtime_ns], "hash": blake2b of the content} of a file or zarr
-    folder; the hash of ``old`` is reused when size and mtime did not change."""
+    """{"stat": [size, mtime_ns, ctime_ns], "hash": blake2b of the content} of a file or
+    zarr folder; the hash of ``old`` is reused only when none of the three changed.
+    The change time (ctime) is set by the system on every write and cannot be set back
+    (``touch -r`` sets the mtime only), so an edit that keeps size and mtime is hashed
+    again: what is compared is the content."""
     # an OME-Zarr input's labels/ is where this batch writes: not part of the input
     files = sorted(q for q in path.rglob("*") if q.is_file()
                    and q.relative_to(path).parts[0] != "labels") if path.is_dir() else [path]
-    stat = [sum(q.stat().st_size for q in files),
-            max((q.stat().st_mtime_ns for q in files), default=path.stat().st_mtime_ns)]
+    stats = [q.stat() for q in files] or [path.stat()]
+    stat = [sum(st.st_size for st in stats) if files else 0, max(st.st_mtime_ns for st in stats),
+            max(st.st_ctime_ns for st in stats)]
     if old and old.get("stat") == stat and old.get("hash"):
         return {"stat": stat, "hash": old["hash"]}
     h = hashlib.blake2b(digest_size=16)

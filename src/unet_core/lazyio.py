@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageFileError
-from .fileio import READ_ERRORS, check_fits, names_open_file, read_error_reason
+from .fileio import READ_ERRORS, check_fits, check_link, names_open_file, read_error_reason
+from .zarrinput import MissingChunksWarning  # noqa: F401  (part of this module's API)
 
 #: Images up to this many pixels are read whole (cheaper than windows).
 SMALL_PIXELS = 2048 * 2048
@@ -63,43 +64,6 @@ def is_zarr_path(path) -> bool:
         (p / n).exists() for n in ("zarr.json", ".zarray", ".zgroup")))
 
 
-def _open_zarr(path: Path) -> LazyImage:
-    import zarr
-
-    try:
-        node = zarr.open(str(path), mode="r")
-    except (ValueError, OSError, KeyError) as err:
-        raise ImageFileError(f"Cannot open {path} as zarr ({type(err).__name__}: {err}).") from None
-    if isinstance(node, zarr.Array):
-        return LazyImage(node, path, (1.0,) * node.ndim)
-    attrs = dict(node.attrs)
-    ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    if not ms:
-        arrays = sorted(k for k, _ in node.arrays())
-        if len(arrays) != 1:
-            raise ImageFileError(f"{path} is a zarr group without multiscale metadata and with "
-                                 f"{len(arrays)} arrays; give the path of one array.")
-        arr = node[arrays[0]]
-        return LazyImage(arr, path, (1.0,) * arr.ndim)
-    level0 = ms[0]["datasets"][0]
-    arr = node[level0["path"]]
-    scale = (1.0,) * arr.ndim
-    for t in level0.get("coordinateTransformations", []):
-        if t.get("type") == "scale":
-            scale = tuple(float(s) for s in t["scale"])
-    axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
-    data = arr
-    if axes and len(axes) == arr.ndim and axes[-2:] == ["y", "x"]:
-        # drop leading singleton t/c/z axes of OME-Zarr: (1, 1, Y, X) -> (Y, X)
-        lead = [i for i in range(arr.ndim - 2) if arr.shape[i] == 1]
-        if len(lead) == arr.ndim - 2:
-            import dask.array as da
-
-            data = da.from_zarr(arr)[(0,) * len(lead)]
-            scale = scale[-2:]
-    return LazyImage(data, path, scale, ome=True)
-
-
 def _open_tiff(path: Path) -> LazyImage:
     import tifffile
     import zarr
@@ -131,21 +95,31 @@ def _open_tiff(path: Path) -> LazyImage:
     return LazyImage(data, path, (1.0,) * len(shape))
 
 
-def open_image(path) -> LazyImage:
+def open_image(path, check_chunks: bool = True) -> LazyImage:
     """Open an image file or zarr store for reading by window.
 
     TIFF files larger than :data:`SMALL_PIXELS` and zarr stores stay on disk; small
     TIFFs and PNG/JPEG/BMP are read whole (see :func:`unet_core.fileio.read_image`).
+    ``check_chunks``: warn when chunks of a zarr store are missing (off for outputs,
+    which leave their empty chunks out).
 
     Raises
     ------
     ImageFileError
         Missing, corrupt or unsupported inputs, and images too large to read whole that
         cannot be read by window.
+
+    Warns
+    -----
+    MissingChunksWarning
+        A zarr store with chunks missing (they read as its fill value).
     """
+    from .zarrinput import open_zarr
+
     path = Path(path)
+    check_link(path)
     if is_zarr_path(path):
-        return _open_zarr(path)
+        return open_zarr(path, check_chunks)
     if path.suffix.lower() in (".tif", ".tiff") and path.is_file() and path.stat().st_size:
         return _open_tiff(path)
     from .fileio import read_image

@@ -18,18 +18,19 @@ from pathlib import Path
 
 import torch
 
+from .card import CARD_VERSIONS, KNOWN_OUTPUTS, check_regular_file, read_card
 from .errors import ModelFileError
-from .fileio import atomic_write
+from .fileio import atomic_write, save_tensors
 from .model import UNet, UNetConfig
 from .normalize import DEFAULT_NORMALIZATION
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"
-CARD_VERSION = 1
+CARD_VERSION = CARD_VERSIONS[-1]
 DEFAULT_MODEL = "nuclei"
 
 # Output maps of the instance models (see unet_core.instances).
-DEFAULT_OUTPUTS = ("foreground", "boundary", "centre")
+DEFAULT_OUTPUTS = KNOWN_OUTPUTS
 
 
 @dataclass
@@ -144,8 +145,6 @@ def save_model(net: UNet, folder, card: dict | None = None, *, name: str | None 
     Returns the folder.  A crash at any moment leaves either the previous model or
     the new one, never a card that points at half-written weights.
     """
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card = dict(card or make_card(net.config, name or folder.name))
@@ -155,8 +154,7 @@ def save_model(net: UNet, folder, card: dict | None = None, *, name: str | None 
     state.update({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()
                   if not v.is_floating_point()})
     weights = folder / WEIGHTS_NAME
-    with atomic_write(weights) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "name": str(card.get("name", ""))})
+    save_tensors(state, weights, metadata={"format": "pt", "name": str(card.get("name", ""))})
     card["sha256"] = _sha256(weights)
     with atomic_write(folder / CARD_NAME) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
@@ -187,9 +185,10 @@ def list_models() -> list[dict]:
             continue
         for card_path in sorted(root.glob(f"*/{CARD_NAME}")):
             try:
-                card = json.loads(card_path.read_text())
-            except (OSError, ValueError):
-                card = {"description": "(unreadable model card)"}
+                card = read_card(card_path)
+            except ModelFileError as err:
+                card = {"description": f"(unreadable model card: {err})"}
+            card = card if isinstance(card, dict) else {"description": "(unreadable model card)"}
             found.append({"name": card_path.parent.name, "path": card_path.parent, "source": source,
                           "description": card.get("description", ""), "parent": card.get("parent")})
     return found
@@ -199,9 +198,15 @@ def resolve_model_path(name_or_path) -> Path:
     """Folder of a model given by name (bundled, then user) or by path."""
     p = Path(name_or_path)
     if p.exists():
-        if p.is_file():
+        if not p.is_file():
+            return p
+        if p.name in (WEIGHTS_NAME, CARD_NAME):      # a file of a model folder: that folder
             return p.parent
-        return p
+        check_regular_file(p)
+        _check_not_pickle(p)
+        raise ModelFileError(f"{p} is a file, not a model folder. A model folder holds "
+                             f"{WEIGHTS_NAME} (the weights) and {CARD_NAME} (the model card); give "
+                             "its path, or the name of an installed model (`napari-unet models`).")
     if isinstance(name_or_path, str) and os.sep not in name_or_path and "/" not in name_or_path:
         for root in (bundled_model_dir(), user_model_dir()):
             if (root / name_or_path).is_dir():
@@ -237,7 +242,7 @@ def load_model(name_or_path=DEFAULT_MODEL) -> Model:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .card import check_card, check_regular_file, check_weights_fit, read_weights_header
+    from .card import check_card, check_weights_fit, read_weights_header
 
     folder = resolve_model_path(name_or_path)
     weights, card_path = folder / WEIGHTS_NAME, folder / CARD_NAME
@@ -253,12 +258,7 @@ def load_model(name_or_path=DEFAULT_MODEL) -> Model:
     if not card_path.exists():
         raise ModelFileError(f"{folder} has no model card {CARD_NAME}; it says how the weights were "
                              "built and must sit next to them.")
-    check_regular_file(card_path)
-    try:
-        card = json.loads(card_path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"The model card {card_path} is not valid JSON ({err}). Restore it from "
-                             "the folder the model came from.") from None
+    card = read_card(card_path)
     # everything is checked before anything is built: the card against its schema, the
     # weights' header against the architecture (no allocation), then the hash
     check_card(card, card_path)

@@ -63,7 +63,12 @@ def apply_range(tile: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     :class:`NonFiniteWarning`, so no non-finite value reaches the network.
     """
     scale = np.where(hi > lo, 1.0 / np.maximum(hi - lo, 1e-12), 0.0)
-    out = (tile.astype(np.float32) - lo.astype(np.float32)) * scale.astype(np.float32)
+    if np.dtype(tile.dtype).itemsize > 4 and np.dtype(tile.dtype).kind == "f":
+        # doubles beyond float32's range (1e300) are scaled first, in float64
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = ((tile - lo) * scale).astype(np.float32)
+    else:
+        out = (tile.astype(np.float32) - lo.astype(np.float32)) * scale.astype(np.float32)
     if np.dtype(tile.dtype).kind == "f" and not np.isfinite(tile).all():
         warnings.warn(NON_FINITE, NonFiniteWarning, stacklevel=2)
         out[~np.isfinite(tile)] = 0.0

@@ -5,12 +5,21 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def resolved(path: Path) -> Path:
+    """``path`` made absolute, its links followed where they lead somewhere (a link
+    that loops is named as given; reading it reports the loop)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):      # RuntimeError: a symlink loop, Python < 3.13
+        return path.absolute()
+
+
 def _candidates(path: Path):
     """Ever longer names for ``path``: stem, stem + suffix, then parent folders in front."""
     yield path.stem
     tail = path.name.replace(".", "_") if path.suffix else path.name
     yield tail
-    for parent in path.resolve().parents:
+    for parent in resolved(path).parents:
         if not parent.name:
             break
         tail = f"{parent.name}_{tail}"
@@ -38,7 +47,7 @@ def output_stems(paths) -> tuple[dict[Path, str], list[str]]:
     """
     unique, notes, seen = [], [], {}
     for p in map(Path, paths):
-        key = p.resolve()
+        key = resolved(p)
         if key in seen:
             notes.append(f"{p} is the same file as {seen[key]}: segmented once")
             continue

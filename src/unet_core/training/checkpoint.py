@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelFileError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, save_tensors
 from ..modelio import CARD_NAME, load_model, make_card, save_model
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,6 @@ def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optim
         More named tensors to keep with the optimizer state (e.g. a running weight
         average); :func:`load_checkpoint` gives them back through ``extra``.
     """
-    from safetensors.torch import save_file
-
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     for stale in checkpoint_dir.glob(".tmp-*"):
@@ -112,8 +110,7 @@ def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optim
                     extra[f"{idx}.{key}"] = val
         groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
                   for g in opt["param_groups"]]
-        with atomic_write(tmp / OPTIMIZER_NAME) as p:
-            save_file(tensors, str(p))
+        save_tensors(tensors, tmp / OPTIMIZER_NAME)
         doc = {"format": FORMAT, "version": 1, "step": int(step), "optimizer": type(optimizer).__name__,
                "param_groups": groups, "state_scalars": extra,
                "numpy_rng": rng.bit_generator.state, **state}

@@ -28,6 +28,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_least(low: int):
+    """argparse type: an integer >= ``low``."""
+    def check(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    check.__name__ = "int"      # argparse names the type in its messages
+    return check
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     value = float(text)

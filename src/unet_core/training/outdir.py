@@ -132,8 +132,12 @@ def out_dir_lock(out_dir, base_path=None):
             raise InputError(f"Another training has just written into {out}; run again.")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        existed = out.exists()
         try:
             yield out
+        except BaseException:
+            _tidy_failed(out, existed)
+            raise
         finally:
             # removed while still locked: a training that opened it meanwhile sees the
             # file is gone (``names_open_file``) instead of locking a stale one
@@ -141,6 +145,21 @@ def out_dir_lock(out_dir, base_path=None):
                 path.unlink()
     finally:
         os.close(fd)     # closing releases the lock
+
+
+def _tidy_failed(out: Path, existed: bool) -> None:
+    """What a failed or cancelled training leaves half made: unfinished checkpoints and
+    model copies, then the folders they leave empty.  Complete checkpoints stay (a
+    ``--resume`` continues from them)."""
+    with contextlib.suppress(OSError):
+        for new in _siblings(out, "new"):
+            if not (new / CARD_NAME).is_file():
+                discard_dir(new)
+        for part in (out / CHECKPOINTS).glob(".tmp-*"):
+            discard_dir(part)
+        for folder in (out / CHECKPOINTS, out if not existed else None):
+            if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _lock(fd: int) -> None:

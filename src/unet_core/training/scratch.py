@@ -10,6 +10,7 @@ from dataclasses import fields
 
 import torch
 
+from ..card import CONFIG_SCHEMA, INSTANCES_SCHEMA, NORMALIZATION_SCHEMA, check_fields
 from ..errors import InputError
 from ..model import UNet, UNetConfig
 from ..modelio import Model, diameter_range, load_model, make_card
@@ -47,6 +48,13 @@ def parse_config(config: dict) -> tuple[UNetConfig, dict, dict]:
     if unknown:
         raise InputError(f"Unknown keys in the training config: {unknown}. Architecture keys: "
                          f"{sorted(arch_keys)}; training keys: {list(TrainConfig.names())}.")
+    problems: list[str] = []
+    check_fields("model", arch, CONFIG_SCHEMA, problems)     # the ranges a model card may hold
+    for key, schema in (("normalization", NORMALIZATION_SCHEMA), ("instances", INSTANCES_SCHEMA)):
+        if config.get(key) is not None:
+            check_fields(key, config[key], schema, problems)
+    if problems:
+        raise InputError("The training config is not valid: " + "; ".join(problems) + ".")
     try:
         cfg = UNetConfig.from_dict(arch)
     except (ValueError, TypeError) as err:
