@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 #: Layer metadata: the result folder a layer's data is read from.
 RESULT_KEY = "napari_unet_result_folder"
 LOCK_NAME = ".in-use.lock"
-#: Without file locks (no fcntl), leftovers older than this many seconds are removed.
+#: Folders without a lock (no fcntl here, or made by an older version that may still be
+#: running) are leftovers once older than this many seconds.
 UNLOCKED_AGE_S = 7 * 24 * 3600
 
 _held: dict[Path, int] = {}      # this process's result folders -> their locked file
@@ -93,7 +94,7 @@ def remove_leftovers(root: Path | None = None) -> list[Path]:
 
     A folder is a leftover when it is older than this process and its lock can be
     taken (the process that made it has ended: the system releases a dead process's
-    locks), or, where there are no file locks, when it is older than
+    locks), or, for folders without a lock, when it is older than
     :data:`UNLOCKED_AGE_S`.
     """
     root = Path(root) if root is not None else results_root()
@@ -116,13 +117,13 @@ def _is_leftover(folder: Path) -> bool:
     age = time.time() - folder.stat().st_mtime
     if folder.stat().st_mtime >= _STARTED:
         return False
+    lock = folder / LOCK_NAME
     try:
         import fcntl
     except ImportError:
+        fcntl = None
+    if fcntl is None or not lock.exists():     # no locks here, or made by an older version
         return age > UNLOCKED_AGE_S
-    lock = folder / LOCK_NAME
-    if not lock.exists():
-        return True
     fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -43,12 +43,13 @@ def test_a_result_folder_goes_when_no_layer_shows_it(make_napari_viewer, qtbot, 
     assert os.listdir(cache_home) == []
 
 
-def _old_folder(root, name):
+def _old_folder(root, name, lock=True, age_s=3600):
     folder = root / name
     folder.mkdir(parents=True)
-    (folder / LOCK_NAME).touch()
+    if lock:
+        (folder / LOCK_NAME).touch()
     (folder / "labels.zarr").mkdir()
-    past = time.time() - 3600
+    past = time.time() - age_s
     os.utime(folder, (past, past))
     return folder
 
@@ -65,8 +66,11 @@ def test_leftovers_of_ended_sessions_are_removed_and_others_kept(cache_home, mak
         assert holder.stdout.readline().strip() == "locked"
         new = cache_home / "made-just-now-1"            # newer than this process: not touched
         new.mkdir()
-        assert remove_leftovers() == [dead]
-        assert alive.is_dir() and new.is_dir()
+        # without a lock (an older version, maybe still running): only when a week old
+        unlocked = _old_folder(cache_home, "unlocked-1", lock=False)
+        stale = _old_folder(cache_home, "unlocked-2", lock=False, age_s=8 * 24 * 3600)
+        assert remove_leftovers() == [dead, stale]
+        assert alive.is_dir() and new.is_dir() and unlocked.is_dir()
     finally:
         holder.kill()
         holder.wait()
