@@ -73,7 +73,7 @@ def main() -> None:
     import napari
     import napari._qt.qt_main_window as qt_main_window
     from bench_memory import patches, tiny_model, write_tiff
-    from bench_responsiveness import run_event_loop
+    from gap_meter import run_event_loop
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="napari-unet-reader-"))
     work.mkdir(parents=True, exist_ok=True)
