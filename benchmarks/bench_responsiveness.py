@@ -13,6 +13,8 @@ frozen (nothing repainted, no click answered).  Measured in three phases:
   batch 2) on three 384 px synthetic examples, validating every 3 steps, in its
   child process (started with spawn; napari's process only receives the progress)
 - ``finetune-2``: the same again (steady state)
+- ``add_labels``: after the segment phases, napari's own ``viewer.add_labels`` of the
+  same labels array (the reference for the cost of showing a result)
 - ``segment-lazy``: with ``--lazy-size N``, Segment on an N x N zarr-backed (dask)
   layer: read by window, segmented block by block, shown as a lazy multiscale Labels
   layer (with ``--lazy-model threshold``: the depth-2 hand-set network of
@@ -28,103 +30,25 @@ Run under a display::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_responsiveness.py
 
-Target: max gap < 200 ms.  The numbers are noisy on a loaded machine.
+The segment phases split their gaps at the moment the result reaches the GUI thread:
+``computing`` (the job running) and ``result`` (adding and drawing the layer).
+``--force-gc S`` runs a full ``gc.collect()`` on the GUI thread S s into each segment
+phase (what Python does by itself every few seconds while a job allocates);
+``--no-freeze`` measures the jobs without ``gc.freeze()``.
+
+Target: max gap < 200 ms while computing; the first result's gap at most 1.25x that of
+``add_labels``.  The numbers are noisy on a loaded machine.
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-TICK_MS = 10
-
-
-class GapMeter:
-    """Records the gaps between the ticks of a 10 ms timer (ms)."""
-
-    def __init__(self, context=None):
-        from qtpy.QtCore import Qt, QTimer
-
-        self.context = context or (lambda: "")   # what was showing (the progress text)
-
-        self.timer = QTimer()
-        self.timer.setTimerType(Qt.PreciseTimer)
-        self.timer.setInterval(TICK_MS)
-        self.timer.timeout.connect(self._on_tick)
-        self.gaps: list[float] = []
-        self.ends: list[float] = []      # when each gap ended (s after start)
-        self.after: list[str] = []       # the context when each gap ended
-        self.gc_ms: list[float] = []     # full garbage collections (ms)
-        self._gc_t0 = None
-        self._last = None
-        self._t0 = 0.0
-
-    def _on_gc(self, phase: str, info: dict) -> None:
-        """Python's garbage collector stops every thread: time its full (gen-2) passes."""
-        if info["generation"] != 2:
-            return
-        if phase == "start":
-            self._gc_t0 = time.perf_counter()
-        elif self._gc_t0 is not None:
-            self.gc_ms.append(1000.0 * (time.perf_counter() - self._gc_t0))
-            self._gc_t0 = None
-
-    def _on_tick(self) -> None:
-        now = time.perf_counter()
-        if self._last is not None:
-            self.gaps.append(1000.0 * (now - self._last))
-            self.ends.append(now - self._t0)
-            self.after.append(self.context() if self.gaps[-1] > 100 else "")
-        self._last = now
-
-    def start(self) -> None:
-        self.gaps, self.ends, self.after, self._last = [], [], [], None
-        self.gc_ms, self._gc_t0 = [], None
-        gc.callbacks.append(self._on_gc)
-        self._t0 = time.perf_counter()
-        self.timer.start()
-
-    def stop(self) -> dict:
-        self.timer.stop()
-        gc.callbacks.remove(self._on_gc)
-        gaps = np.asarray(self.gaps or [0.0])
-        worst = int(gaps.argmax())
-        return {"ticks": len(self.gaps), "max_ms": round(float(gaps.max()), 1),
-                "max_ended_s": round(self.ends[worst], 2) if self.ends else 0.0,
-                "max_ended_during": self.after[worst] if self.after else "",
-                "full_gc": len(self.gc_ms),
-                "full_gc_max_ms": round(max(self.gc_ms, default=0.0), 1),
-                "p99_ms": round(float(np.percentile(gaps, 99)), 1),
-                "median_ms": round(float(np.median(gaps)), 1)}
-
-
-def run_event_loop(until, timeout_s: float) -> float:
-    """Run the Qt event loop until ``until()`` is true (polled every 50 ms); returns seconds."""
-    from qtpy.QtCore import QEventLoop, QTimer
-
-    loop, t0 = QEventLoop(), time.perf_counter()
-    poll = QTimer()
-    poll.setInterval(50)
-    poll.timeout.connect(lambda: (until() or time.perf_counter() - t0 > timeout_s) and loop.quit())
-    poll.start()
-    loop.exec_()
-    poll.stop()
-    return time.perf_counter() - t0
-
-
-def measure(meter: GapMeter, start, until, timeout_s: float, tail_s: float = 0.0) -> dict:
-    meter.start()
-    start()
-    seconds = run_event_loop(until, timeout_s)
-    if tail_s:
-        run_event_loop(lambda: False, tail_s)     # the new layer is added and drawn
-    return {**meter.stop(), "seconds": round(seconds, 1)}
+from gap_meter import GapMeter, measure, run_event_loop
 
 
 def main() -> None:
@@ -143,6 +67,10 @@ def main() -> None:
                              "as a pyramidal OME-Zarr opens; the Segment widget reads level 0")
     parser.add_argument("--tail", type=float, default=1.5)
     parser.add_argument("--screenshot", help="PNG of the viewer after the lazy run")
+    parser.add_argument("--force-gc", type=float, metavar="S",
+                        help="a full gc.collect() on the GUI thread S s into each segment phase")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="jobs leave the garbage collector as it is (no gc.freeze)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="napari-unet-bench-"))
@@ -159,6 +87,9 @@ def main() -> None:
     from unet_core.training.dataset import TrainingSet
 
     qt_main_window.SHOW_QT_WARNING = False
+    from napari_unet._widgets import _jobs
+
+    _jobs.FREEZE_GC = not args.no_freeze
     torch.manual_seed(0)
     model = save_model(UNet(UNetConfig(depth=4, base_filters=16)).eval(), tmp / "models" / "bench16")
     ts = TrainingSet(tmp / "set")
@@ -183,14 +114,22 @@ def main() -> None:
     meter, results = GapMeter(lambda: f"{segment.run_bar.bar.format()} | "
                                       f"{segment.run_bar.status.text()}"), {}
     results["idle"] = measure(meter, lambda: None, lambda: False, 5.0)
+    shown = segment.jobs._result
+    segment.jobs._result = lambda value: (meter.mark_result(), shown(value))[1]
     for phase, widget in (("segment", segment), ("segment-2", segment),
                           ("finetune", finetune), ("finetune-2", finetune)):
         if phase not in args.phases:
             continue
+        seg = phase.startswith("segment")
         results[phase] = measure(meter, widget.run_bar.run_button.click,
                                  lambda w=widget: not w.running, 1800,
-                                 args.tail if phase.startswith("segment") else 0.0)
+                                 args.tail if seg else 0.0, args.force_gc if seg else None)
         results[phase]["status"] = widget.run_bar.status.text()
+    if "big labels" in viewer.layers:     # napari's own add_labels of the same array
+        same = np.asarray(viewer.layers["big labels"].data)
+        results["add_labels"] = measure(meter, lambda: viewer.add_labels(same, name="reference"),
+                                        lambda: True, 60, args.tail)
+        viewer.layers.remove("reference")
     if args.lazy_size:
         import dask.array as da
         import psutil
@@ -255,6 +194,9 @@ def main() -> None:
         if r.get("full_gc"):
             print(f"{phase}: {r['full_gc']} full garbage collections, longest "
                   f"{r['full_gc_max_ms']} ms")
+        if "computing_max_ms" in r:
+            print(f"{phase}: max gap {r['computing_max_ms']} ms while computing, "
+                  f"{r['result_max_ms']} ms from the result on")
         if "peak_rss_gb" in r:
             print(f"{phase}: RSS {r['rss_before_gb']} GB before, peak {r['peak_rss_gb']} GB")
     if args.json:

@@ -103,18 +103,6 @@ def is_lazy(data) -> bool:
     return two_d and (not isinstance(data, np.ndarray) or shape[0] * shape[1] > SMALL_PIXELS)
 
 
-def result_folder(name: str) -> Path:
-    """A new folder for a lazily shown result, in the per-user cache."""
-    import platformdirs
-
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
-    root = Path(platformdirs.user_cache_dir("napari-unet")) / "results"
-    root.mkdir(parents=True, exist_ok=True)
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
-
-
 def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto", stain="auto",
                 want_prob: bool = True, name: str = "image"):
     """Generator job: load (or reuse) the predictor, then segment ``data``.
@@ -132,8 +120,14 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
     if is_lazy(data):
         from unet_core.large import segment_to_pyramid_iter
 
+        from ._result_cache import release, result_folder
+
         folder = result_folder(name)
-        res = yield from segment_to_pyramid_iter(pred, data, folder, want_prob=want_prob)
+        try:
+            res = yield from segment_to_pyramid_iter(pred, data, folder, want_prob=want_prob)
+        except BaseException:      # failed or cancelled (GeneratorExit): nothing will show it
+            release(folder)
+            raise
         one = lambda levels: levels if levels is None or len(levels) > 1 else levels[0]  # noqa: E731
         return SegmentResult(one(res["labels"]), one(res["foreground"]), time.perf_counter() - t0,
                              pred.model.name, res["image_settings"],

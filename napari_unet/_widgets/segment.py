@@ -30,6 +30,7 @@ from ._controls import (
 )
 from ._jobs import JobRunner
 from ._layers import warm_up_labels
+from ._result_cache import RESULT_KEY, remove_leftovers_soon, remove_unused
 
 
 class SegmentWidget(QWidget):
@@ -52,7 +53,9 @@ class SegmentWidget(QWidget):
         self._cache = PredictorCache()
         self._source = None        # the image layer of the running job
         self._want = (True, False)  # (labels, probabilities) of the running job
+        self._results = set()      # folders of the lazy results this widget made
         warm_up_labels()
+        remove_leftovers_soon()
 
         self.image_combo = combo_box("Image layer to segment")
         self.model_picker = ModelPicker()
@@ -122,6 +125,12 @@ class SegmentWidget(QWidget):
     def _on_layers_changed(self, event=None) -> None:
         fill_layer_combo(self.image_combo, self.viewer, Image)
         self._on_outputs_changed()
+        self._remove_unused_results()
+
+    def _remove_unused_results(self) -> None:
+        """Lazy results of this widget that no layer shows any more leave the cache."""
+        if self._results:
+            self._results -= set(remove_unused(self._results, self.viewer.layers))
 
     def _on_tiling_changed(self, index=None) -> None:
         self.custom_row.setVisible(self.tiling_combo.currentData() == "custom")
@@ -169,8 +178,11 @@ class SegmentWidget(QWidget):
         src = self._source
         if result.settings is not None:
             self.scale.show_resolved(result.settings)
-        place = {"scale": src.scale, "translate": src.translate}
+        lazy = {RESULT_KEY: str(result.folder)} if result.lazy else {}
+        place = {"scale": src.scale, "translate": src.translate, "metadata": lazy}
         want_labels, want_prob = self._want
+        if result.lazy:
+            self._results.add(result.folder)
         if want_labels:
             self._put_layer(Labels, f"{src.name} labels", result.labels, place)
         if want_prob and result.prob is not None:
@@ -178,7 +190,9 @@ class SegmentWidget(QWidget):
                 (result.prob[:, 0] if result.prob.ndim == 4 else result.prob[0])
             self._put_layer(Image, f"{src.name} probabilities", fg,
                             dict(place, colormap="magma", contrast_limits=(0.0, 1.0),
-                                 blending="additive", metadata={OUTPUT_KEY: "probabilities"}))
+                                 blending="additive",
+                                 metadata={OUTPUT_KEY: "probabilities", **lazy}))
+        self._remove_unused_results()
         n = result.objects if result.objects is not None else int(result.labels.max(initial=0))
         how = f"; {result.settings.describe()}" if result.settings else ""
         notes = (result.settings.notes if result.settings else []) + \
@@ -202,6 +216,8 @@ class SegmentWidget(QWidget):
         if isinstance(old, kind) and old.ndim == ndim and old.multiscale == multiscale:
             old.data = data
             old.scale, old.translate = kwargs["scale"], kwargs["translate"]
+            kept = {k: v for k, v in old.metadata.items() if k != RESULT_KEY}
+            old.metadata = {**kept, **kwargs.get("metadata", {})}
             return
         if isinstance(old, kind) and old.ndim == ndim:     # in memory <-> lazy pyramid
             layers.remove(old)

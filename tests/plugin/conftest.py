@@ -25,6 +25,15 @@ def training_dir(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """The per-user cache ($XDG_CACHE_HOME -> tmp): lazy results of Segment go there, and
+    no test reads or removes the real one's."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
+    return path
+
+
 @pytest.fixture
 def one_thread():
     """Tests that train share two cores with other work: keep torch to one thread."""
