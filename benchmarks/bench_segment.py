@@ -20,8 +20,8 @@ Medians over the rounds; the ratio segment / predict is the figure of merit.  St
 shares of ``segment`` (in the same rounds, from timers wrapped around the pipeline's
 functions): ``read+normalise`` (tiles cut from the image and scaled; in the prefetch
 thread, so partly hidden behind the network), ``network`` (the engine's forward
-passes), ``stitch+rest`` (what else ``predict`` spends: stitching, waiting for tiles),
-``instances`` (``segment`` minus ``predict``).  In memory: no reading or writing.
+passes), ``instances`` (``probs_to_labels`` on the probabilities, timed alone) and
+``stitch+rest`` (what else ``segment`` spends: stitching, waiting for tiles, checks).  In memory: no reading or writing.
 
 ``--blocks N``: the block-wise path a large file takes (``unet_core.large``), on an
 N x N mosaic written as a tiled TIFF, each run in a fresh process (its peak RSS from
@@ -151,10 +151,10 @@ def main(argv=None):
             inner = timer.take()
             for key, value in inner.items():
                 stages[key].append(value)
-            stages["stitch+rest"].append(rows["predict"][-1] - inner["network"])
-            stages["instances"].append(t - rows["predict"][-1])
             t, new = timed(inst.probs_to_labels, prob, **params)
             rows["instances"].append(t)
+            stages["instances"].append(t)
+            stages["stitch+rest"].append(rows["segment"][-1] - inner["network"] - t)
             t, old = timed(old_labels, prob, **params)
             rows["instances_old"].append(t)
         timer.close()
