@@ -183,8 +183,8 @@ def main(argv=None):
 def child(run: str, tiff: str, out: str) -> int:
     """One timed run in this (fresh) process; prints its seconds as JSON."""
     import unet_core.predict as predict_module
-    from unet_core.lazyio import open_image
     from unet_core.large import segment_file_iter
+    from unet_core.lazyio import open_image
     from unet_core.progress import run_to_end
 
     pred = Predictor(load_model("nuclei"), device="cpu", diameter="none")
