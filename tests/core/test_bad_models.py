@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import make_example
 from unet_core import ModelFileError, cli, load_model
 
 
@@ -85,7 +86,6 @@ def test_finetune_on_a_full_disk_says_so_and_leaves_nothing(base_model, tmp_path
     import resource
     import signal
 
-    from conftest import make_example
     from unet_core.fileio import write_tiff
 
     images, labels = tmp_path / "images", tmp_path / "labs"
