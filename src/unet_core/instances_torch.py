@@ -5,7 +5,7 @@ where the probabilities are: the distance transform (exact, by a column pass and
 row pass over a bounded window), the Gaussian, the regional maxima, the basins by
 steepest ascent and pointer jumping, and the connected components by label
 propagation.  Only the merging of basins at their passes (a union-find over a few
-thousand pairs, :func:`unet_core.instances._dynamics`) runs on the CPU.  The labels
+thousand pairs, :func:`unet_core.basins._dynamics`) runs on the CPU.  The labels
 agree with the CPU path's (same objects; pixels may differ where two objects or a
 drained basin share a flat or a tie, and in the growth over the boundary band).
 """
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
-from . import instances as cpu
+from . import basins as cpu
+from .instances import _sequential
 
 #: The distance transform is exact up to this distance; beyond it the CPU's is used.
 MAX_DISTANCE = 48
@@ -172,7 +174,7 @@ def basins(surface: torch.Tensor, maxima: torch.Tensor, flood: torch.Tensor) -> 
 
 
 def _passes(lab: torch.Tensor, surface: torch.Tensor, n: int):
-    """(a, b, level) numpy arrays of the basin pairs, as :func:`instances._basin_passes`."""
+    """(a, b, level) numpy arrays of the basin pairs, as :func:`unet_core.basins._basin_passes`."""
     h, w = lab.shape
     keys, levels = [], []
     for dy, dx in cpu._PAIRS:
@@ -204,7 +206,7 @@ def probs_to_labels(prob: torch.Tensor, fg_threshold: float = 0.5, boundary_thre
     core = mask & (prob[1] < boundary_threshold) if prob.shape[0] > 1 else mask
     dist = distance_transform(core)
     if dist is None:                                      # far from any edge: the CPU's
-        dist = torch.from_numpy(cpu.ndi.distance_transform_edt(core.cpu().numpy())
+        dist = torch.from_numpy(ndi.distance_transform_edt(core.cpu().numpy())
                                 .astype(np.float32)).to(prob.device)
     if prob.shape[0] >= 3:
         dist = dist * (0.5 + prob[2])
@@ -225,4 +227,4 @@ def probs_to_labels(prob: torch.Tensor, fg_threshold: float = 0.5, boundary_thre
     labels = _spread(labels, mask, surface, eight=False)
     rest = components(mask & (labels == 0), False)
     labels = torch.where(rest > 0, rest + int(owner.max()), labels)
-    return cpu._sequential(labels.cpu().numpy(), min_size)
+    return _sequential(labels.cpu().numpy(), min_size)

@@ -99,7 +99,7 @@ def test_h_maxima_seeds_are_skimages_h_maxima():
 
 
 def test_flooding_in_threads_gives_the_same_basins(monkeypatch):
-    import unet_core.instances as inst
+    import unet_core.basins as inst
 
     probs = _touching_probs(seed=3, size=256, n=40)
     surface = ndi.gaussian_filter(ndi.distance_transform_edt(probs[0] > 0.5).astype(np.float32), 1)
@@ -132,7 +132,7 @@ def _former_labels(prob, boundary_threshold=0.5):
 def test_labels_agree_with_a_watershed_seeded_by_skimages_h_maxima(monkeypatch):
     """One object per h-maximum, holding it, over the same foreground as the former
     way's; only how a drained basin's pixels are shared out may differ."""
-    import unet_core.instances as inst
+    import unet_core.basins as basins
 
     for seed in range(3):
         prob = _touching_probs(seed=seed, size=256, n=40)
@@ -145,18 +145,19 @@ def test_labels_agree_with_a_watershed_seeded_by_skimages_h_maxima(monkeypatch):
         for box_id, box in enumerate(ndi.find_objects(seeds), 1):   # each seed in one object
             assert len(np.unique(labels[box][seeds[box] == box_id])) == 1
         with monkeypatch.context() as m:
-            m.setattr(inst, "PARALLEL_PIXELS", 0)          # the banded, threaded steps
-            m.setattr(inst, "BOXED_REGIONS", 0)            # the flooding of what is left, whole
+            m.setattr(basins, "PARALLEL_PIXELS", 0)        # the banded, threaded steps
+            m.setattr(basins, "BOXED_REGIONS", 0)          # the flooding of what is left, whole
             assert np.array_equal(probs_to_labels(prob, workers=2), labels)
 
 
 def test_seed_surface_in_bands_is_the_whole_images(monkeypatch):
+    import unet_core.basins as basins
     import unet_core.instances as inst
 
     prob = _touching_probs(seed=4, size=300, n=60)
     core = (prob[0] > 0.5) & (prob[1] < 0.5)
     whole = inst._seed_surface(core, prob[2], 1.0, workers=1)
-    monkeypatch.setattr(inst, "PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(basins, "PARALLEL_PIXELS", 0)
     for halo in (64, 12, 3):        # 3: bands see too little, so the whole image is used
         monkeypatch.setattr(inst, "BAND_HALO", halo)
         for workers in (2, 3):
@@ -170,7 +171,7 @@ def test_seed_surface_in_bands_is_the_whole_images(monkeypatch):
 def test_ascent_basins_touch_at_the_watersheds_passes():
     """Basins from steepest ascent give the same h-maxima as a watershed's basins,
     also where a flat that is no maximum must be flooded."""
-    import unet_core.instances as inst
+    import unet_core.basins as inst
 
     for surface in _surfaces():
         top = ndi.label(h_maxima(surface, 1e-6) > 0, structure=np.ones((3, 3)))[0]
