@@ -24,40 +24,18 @@ MAX_FUNCTION_LINES = 60
 # Imported inside functions on purpose: extras that are not installed everywhere
 # (setup.cfg's extras_require), or modules that exist on one platform only.
 OPTIONAL = {
-    "openvino", "onnx", "onnxruntime", "distributed", "dask.distributed", "bioimageio",
-    "psutil", "matplotlib", "msvcrt", "fcntl", "resource", "winreg",
-}
-EXEMPT_FUNCTIONS`` names the ones allowed, with the reason).
-"""
-
-from __future__ import annotations
-
-import argparse
-import ast
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1] / "src"
-PACKAGE = "unet_core"
-MAX_MODULE_LINES = 300
-MAX_FUNCTION_LINES = 60
-# Imported inside functions on purpose: not installed everywhere, or heavy and
-# needed by one command only.
-OPTIONAL = {
     "openvino",
     "onnx",
     "onnxruntime",
-    "bioimageio",
-    "dask",
     "distributed",
-    "zarr",
+    "dask.distributed",
+    "bioimageio",
     "psutil",
     "matplotlib",
-    "PIL",
-    "imageio",
-    "resource",
     "msvcrt",
     "fcntl",
+    "resource",
+    "winreg",
 }
 EXEMPT_FUNCTIONS: dict[str, str] = {}
 
