@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+from skimage.color import hed_from_rgb
 
 from .errors import InputError
 
@@ -51,8 +52,6 @@ def optical_density(rgb: np.ndarray, white: float) -> np.ndarray:
 def hed_density(rgb: np.ndarray, white: float, channels: slice = slice(None)) -> np.ndarray:
     """Hematoxylin, eosin and DAB densities (H, W, 3) float32 of an RGB image (Ruifrok &
     Johnston's vectors, as :func:`skimage.color.rgb2hed`); ``channels`` selects some."""
-    from skimage.color import hed_from_rgb
-
     return optical_density(rgb, white) @ np.asarray(hed_from_rgb, np.float32)[:, channels]
 
 

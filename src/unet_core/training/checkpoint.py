@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..errors import ModelFileError
 from ..fileio import atomic_write, save_tensors
@@ -140,9 +142,6 @@ def load_checkpoint(path, net, optimizer: torch.optim.Optimizer | None = None,
     ModelFileError
         If the checkpoint is damaged or was made for another architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         doc = json.loads((path / STATE_NAME).read_text())

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from skimage.segmentation import relabel_sequential
 
 from ..errors import ImageFileError, InputError, UNetError
 from ..fileio import IMAGE_SUFFIXES, atomic_write, read_image, write_tiff
@@ -81,8 +82,6 @@ def uint32_ids(labels: np.ndarray) -> np.ndarray:
     (a cast alone would merge or split objects)."""
     labels = np.asarray(labels)
     if labels.size and labels.dtype.kind in "iu" and int(labels.max()) > np.iinfo(np.uint32).max:
-        from skimage.segmentation import relabel_sequential
-
         labels = relabel_sequential(labels)[0]
     return labels.astype(np.uint32)
 
