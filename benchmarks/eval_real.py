@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from unet_core import Predictor, load_model
+from unet_core.image_settings import overview
 from unet_core.metrics import evaluate, match_counts
-from unet_core.scale import overview
 from unet_core.stain import convert, guess_stain, white_level
 from unet_core.training.pairs import load_pairs
 

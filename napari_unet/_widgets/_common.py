@@ -141,7 +141,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
 
 
 def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):
-    """Generator job: the image's :class:`~unet_core.scale.ImageSettings` with an
+    """Generator job: the image's :class:`~unet_core.image_settings.ImageSettings` with an
     estimated nucleus diameter."""
     yield Progress(0, 1, Stage.LOAD)
     pred = cache.get(key).with_options(diameter="auto", stain=stain)

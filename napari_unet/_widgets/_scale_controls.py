@@ -52,14 +52,14 @@ class ScaleControls(QWidget):
         return self.stain_combo.currentData()
 
     def show_estimate(self, settings) -> None:
-        """Fill in an estimate (an :class:`~unet_core.scale.ImageSettings`)."""
+        """Fill in an estimate (an :class:`~unet_core.image_settings.ImageSettings`)."""
         if settings.diameter:
             self.diameter_spin.setValue(round(settings.diameter, 1))
         self.show_resolved(settings)
 
     def show_resolved(self, settings) -> None:
         """Show what "auto" resolved to for the last image (an
-        :class:`~unet_core.scale.ImageSettings`): "auto: H&E", "auto: 24 px"."""
+        :class:`~unet_core.image_settings.ImageSettings`): "auto: H&E", "auto: 24 px"."""
         stain = STAIN_NAMES.get(settings.stain, settings.stain)
         self.stain_combo.setItemText(0, f"auto: {stain}")
         self.stain_combo.setToolTip(f"auto chose {stain} for the last image")

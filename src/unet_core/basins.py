@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import local_maxima
+from skimage.segmentation import watershed
 
 _EIGHT = np.ones((3, 3), bool)
 #: The four forward 8-neighbour offsets (dy, dx): every adjacent pixel pair once.
@@ -112,8 +114,6 @@ def _flood(surface: np.ndarray, markers: np.ndarray, flood: np.ndarray, connecti
     labels, faster: the flood's regions (connected as the flooding is) never meet, so
     they are shared out, balanced by area, into bands of rows flooded in threads
     (skimage's watershed releases the GIL)."""
-    from skimage.segmentation import watershed
-
     def run(surf, mark, mask):
         return watershed(-surf, mark, connectivity=connectivity, mask=mask)
 
@@ -200,8 +200,6 @@ def _basins(surface: np.ndarray, flood: np.ndarray, h: float):
     basin within ``flood``: (basins int32, peaks, keep, drain), where ``peaks[i]`` is
     maximum i's value and ``keep``/``drain`` say which maxima are ``h``-maxima and where
     the others drain (see :func:`_dynamics`)."""
-    from skimage.morphology import local_maxima
-
     top = local_maxima(surface, connectivity=2, allow_borders=True) & (surface > 0)
     maxima, n = ndi.label(top, structure=_EIGHT)
     peaks = np.zeros(n + 1, np.float32)
@@ -218,8 +216,6 @@ def h_maxima_seeds(surface: np.ndarray, h: float) -> np.ndarray:
     pixels as ``skimage.morphology.h_maxima(surface, h)``, found from the regional
     maxima's basins (:func:`_basins`) without a grey-level reconstruction of the whole
     image (several times slower)."""
-    from skimage.morphology import local_maxima
-
     surface = np.asarray(surface, np.float32)
     basins, _, keep, _ = _basins(surface, surface > 0, h)
     top = local_maxima(surface, connectivity=2, allow_borders=True) & (surface > 0)
@@ -250,8 +246,6 @@ def _grow(surface: np.ndarray, labels: np.ndarray, mask: np.ndarray,
     """``labels`` (int) flooded down ``surface`` over the unlabelled pixels of ``mask``
     (in place): each connected region left is flooded in its own box, from the labels
     next to it, so the cost is that of the pixels left, not of the image."""
-    from skimage.segmentation import watershed
-
     todo = mask & (labels == 0)
     structure = _EIGHT if connectivity == 2 else None
     parts, n = ndi.label(todo, structure=structure)

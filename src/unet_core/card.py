@@ -16,7 +16,10 @@ import stat
 import struct
 from pathlib import Path
 
+import torch
+
 from .errors import ModelFileError
+from .model import UNet
 
 # (type, low, high) of every architecture field; bool is not an int here.
 CONFIG_SCHEMA = {
@@ -207,10 +210,6 @@ def read_weights_header(path: Path) -> dict:
 
 def expected_shapes(config) -> dict[str, tuple[int, ...]]:
     """The tensor shapes of a U-Net built from ``config``, without allocating it."""
-    import torch
-
-    from .model import UNet
-
     with torch.device("meta"):
         net = UNet(config)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}

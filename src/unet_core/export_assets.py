@@ -7,12 +7,15 @@ gets the maps napari-unet shows.
 """
 from __future__ import annotations
 
+import copy
+import importlib.util
 import inspect
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import tifffile
 import torch
@@ -22,6 +25,7 @@ from .engines import _Probabilities, export_onnx
 from .errors import InputError
 from .modelio import Model, resolve_model_path
 from .normalize import apply_range, percentile_range, percentiles
+from .synthetic import synthetic_nuclei
 
 #: The callable a pytorch_state_dict consumer builds from ``ARCHITECTURE_FILE``.
 ARCHITECTURE_CALLABLE = "UNetProbabilities"
@@ -49,8 +53,6 @@ def architecture_source() -> str:
 def sample_image(model: Model, size: int = TEST_SIZE) -> np.ndarray:
     """A synthetic fluorescence image (uint16 (size, size)) with nuclei at the model's own
     diameter, so the packaged test shows the model at work."""
-    from .synthetic import synthetic_nuclei
-
     radius = (model.diameter or 20.0) / 2
     image, _ = synthetic_nuclei((size, size), n=40, seed=0,
                                 radius_range=(0.8 * radius, 1.2 * radius))
@@ -69,8 +71,6 @@ def package_input(image: np.ndarray, model: Model) -> np.ndarray:
 
 def probabilities_module(model: Model) -> torch.nn.Module:
     """``sigmoid(net(x))`` on the CPU in float32, contiguous memory, eval mode."""
-    import copy
-
     net = copy.deepcopy(model.net).to("cpu", torch.float32).to(memory_format=torch.contiguous_format)
     return _Probabilities(net.eval()).eval()
 
@@ -101,8 +101,6 @@ def write_state_dict(model: Model, path: Path) -> None:
 
 def write_onnx(model: Model, path: Path) -> bool:
     """ONNX weights when the ``onnx`` package is installed (else False)."""
-    import importlib.util
-
     if importlib.util.find_spec("onnx") is None:
         return False
     export_onnx(model.net, path)
@@ -112,8 +110,6 @@ def write_onnx(model: Model, path: Path) -> bool:
 def write_cover(x: np.ndarray, prob: np.ndarray, path: Path) -> None:
     """A 2:1 PNG: the normalised input (grey) beside the output (boundary, foreground,
     centre as red, green, blue; the first map in grey for other models)."""
-    import imageio.v3 as iio
-
     left = np.clip(x[0, 0], 0, 1)
     left = np.repeat(left[..., None], 3, axis=-1)
     p = prob[0]

@@ -14,11 +14,16 @@ which are checked by form only), so nothing is fetched.
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from . import __version__
 from .errors import InputError
 from .export_assets import ARCHITECTURE_CALLABLE, Assets, write_assets
 from .modelio import CARD_NAME, WEIGHTS_NAME, Model, load_model
@@ -65,8 +70,6 @@ class ExportResult:
 def bioimageio_installed() -> bool:
     """Whether bioimageio.spec and bioimageio.core are installed (found, not imported:
     importing them takes seconds)."""
-    import importlib.util
-
     try:
         return all(importlib.util.find_spec(n) is not None
                    for n in ("bioimageio.spec", "bioimageio.core"))
@@ -100,11 +103,10 @@ def check_output(out) -> Path:
 def check_licence(licence: str) -> None:
     """Raise :class:`InputError` unless ``licence`` is an SPDX id bioimage.io knows."""
     from bioimageio.spec.model import v0_5 as v
-    from pydantic import ValidationError
 
     try:
         v.LicenseId(licence)
-    except (ValidationError, ValueError):
+    except ValueError:  # pydantic's ValidationError is a ValueError
         raise InputError(f"{licence!r} is not an SPDX licence id bioimage.io accepts; give one "
                          "such as CC-BY-4.0, CC-BY-NC-SA-4.0 or MIT.") from None
 
@@ -128,8 +130,6 @@ def _axes(model: Model, v):
 
 
 def _tensors(model: Model, a: Assets, v):
-    import numpy as np
-
     in_axes, out_axes = _axes(model, v)
     low, high = model.normalization.get("low", 1.0), model.normalization.get("high", 99.8)
     pre = [v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32")),
@@ -153,8 +153,6 @@ def _tensors(model: Model, a: Assets, v):
 
 
 def _weights(model: Model, a: Assets, v):
-    import torch
-
     torch_version = v.Version(torch.__version__.split("+")[0])
     arch = v.ArchitectureFromFileDescr(source=a.architecture, callable=ARCHITECTURE_CALLABLE,
                                        kwargs=model.config.to_dict())
@@ -174,8 +172,6 @@ def _weights(model: Model, a: Assets, v):
 def describe(model: Model, a: Assets, author: str = DEFAULT_AUTHOR):
     """The bioimage.io (format 0.5) description of ``model`` with the files in ``a``."""
     from bioimageio.spec.model import v0_5 as v
-
-    from . import __version__
 
     inputs, outputs = _tensors(model, a, v)
     card_copy = a.folder / CARD_NAME

@@ -1,13 +1,13 @@
 """The per-image settings of a Predictor: stain, normalization range, nucleus size, scale.
 
 Decided once per image (on a strided overview and a few windows of large ones) and
-then applied to every tile, block or copy of it alike; see
-:class:`~unet_core.scale.ImageSettings`.
+then applied to every tile, block or copy of it alike (:class:`ImageSettings`).
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Generator
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,11 +15,84 @@ from .inputs import arrange_planes, as_planes
 from .normalize import percentile_range, percentiles
 from .progress import Progress, run_to_end
 from .resample import Resampled, resampled_shape
-from .scale import MAX_SCALE, MIN_SCALE, ImageSettings, Prepared, overview
+from .scale import MAX_SCALE, MIN_SCALE
 from .sizing import estimate_diameter_iter
-from .stain import Stain, guess_stain, white_level
+from .stain import STAIN_NAMES, Prepared, Stain, guess_stain, white_level
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """How one image is brought to the network; decided once per image.
+
+    Attributes
+    ----------
+    diameter : float or None
+        Nucleus diameter in the image's own px (given or estimated); None when the
+        image is used at its own scale (the model has no diameter, or none was found).
+    scale : float
+        Resampling factor before the network: model diameter / ``diameter`` (1.0 for
+        none).  Labels and probabilities come back on the image's own grid.
+    stain : str
+        "fluorescence", "brightfield" or "he" (see :mod:`unet_core.stain`).
+    low, high : ndarray, (C,) float64
+        Percentile range of the stain-converted image, mapped to 0 and 1.
+    white : float
+        Unstained light level of an RGB image (H&E conversion).
+    estimated : bool
+        Whether ``diameter`` was estimated from the image ("auto").
+    stain_note : str or None
+        When the stain was guessed on weak evidence: which stain was assumed and how to
+        change it (:meth:`unet_core.stain.StainGuess.note`).
+    size_note : str or None
+        When the size estimate cannot be trusted: why, and how to set the size
+        (:meth:`unet_core.sizing.SizeEstimate.note`).
+    """
+
+    diameter: float | None
+    scale: float
+    stain: str
+    low: np.ndarray = field(repr=False)
+    high: np.ndarray = field(repr=False)
+    white: float = 1.0
+    estimated: bool = False
+    stain_note: str | None = None
+    size_note: str | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """What people should know about these settings (an assumed stain, an uncertain
+        size), one line each."""
+        return [n for n in (self.stain_note, self.size_note) if n]
+
+    def describe(self) -> str:
+        """One line for people: 'nuclei 23.4 px (estimated), resampled x0.97 to the
+        model's size, stain fluorescence'."""
+        if self.diameter is None:
+            size = "nucleus size not used: image at its own scale"
+        else:
+            how = " (estimated, uncertain)" if self.size_note else " (estimated)" if self.estimated else ""
+            size = f"nuclei {self.diameter:.1f} px{how}, " + (
+                "used at the image's scale" if self.scale == 1.0
+                else f"resampled x{self.scale:.2g} to the model's size")
+        stain = STAIN_NAMES.get(self.stain, self.stain)
+        return f"{size}, stain {stain}" + (" (assumed)" if self.stain_note else "")
+
+    def as_record(self) -> dict:
+        """JSON-friendly record for CSVs, status files and training-set examples."""
+        return {"diameter": None if self.diameter is None else round(float(self.diameter), 2),
+                "diameter_estimated": bool(self.estimated), "scale": round(float(self.scale), 5),
+                "stain": self.stain, "stain_assumed": self.stain_note is not None,
+                "diameter_uncertain": self.size_note is not None}
+
+
+def overview(plane, max_pixels: int = 1_000_000) -> np.ndarray:
+    """A regular subsample of an (H, W, ...) plane with at most ~``max_pixels`` px,
+    read with a stride (lazy arrays are never read whole)."""
+    h, w = plane.shape[:2]
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
+    return np.asarray(plane[::step, ::step])
 
 
 class SettingsMixin:

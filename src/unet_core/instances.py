@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import watershed
 
 from . import basins as _b
 from .basins import (
@@ -27,6 +28,7 @@ from .basins import (
     _owners,
     h_maxima_seeds,  # noqa: F401  (part of this module's interface)
 )
+from .resample import nearest_labels, resample
 
 OUTPUTS = ("foreground", "boundary", "centre")
 
@@ -180,10 +182,6 @@ def labels_to_grid(labels: np.ndarray, prob: np.ndarray, shape: tuple[int, int],
     too small to keep an interior pixel keeps the pixel nearest its centre, so none
     is dropped.  Returns uint32 (H, W) with the same ids.
     """
-    from skimage.segmentation import watershed
-
-    from .resample import nearest_labels, resample
-
     shape = tuple(int(s) for s in shape)
     if labels.shape == shape:
         return labels.astype(np.uint32, copy=False)

@@ -7,6 +7,7 @@ pairs above t).  mAP is the mean of AP(t) over t = 0.50, 0.55, ..., 0.95.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
 
@@ -66,8 +67,6 @@ def overlaps(pred, truth) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]
 def _true_positives(rows, cols, ious, t: float) -> int:
     """One-to-one matches with IoU >= t: pairs whose objects are in no other pair count
     as they are (above 0.5 nearly all), the rest by Hungarian assignment among them."""
-    from scipy.optimize import linear_sum_assignment
-
     ok = ious >= t
     rows, cols, ious = rows[ok], cols[ok], ious[ok]
     _, r_inv, r_n = np.unique(rows, return_inverse=True, return_counts=True)

@@ -16,9 +16,20 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import platformdirs
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
-from .card import CARD_VERSIONS, KNOWN_OUTPUTS, check_regular_file, read_card
+from .card import (
+    CARD_VERSIONS,
+    KNOWN_OUTPUTS,
+    check_card,
+    check_regular_file,
+    check_weights_fit,
+    read_card,
+    read_weights_header,
+)
 from .errors import ModelFileError
 from .fileio import atomic_write, save_tensors
 from .model import UNet, UNetConfig
@@ -73,8 +84,9 @@ class Model:
     @property
     def diameter_range(self) -> tuple[float, float]:
         """Nucleus diameters (px) the model segments as well as its own (card
-        ``diameter_range``; default within 10% of ``diameter``).  An estimated size in
-        this range is used without resampling (default: :func:`diameter_range`)."""
+        ``diameter_range``; default half to 1.15 times ``diameter``, see
+        :func:`diameter_range`).  An estimated size in this range is used without
+        resampling."""
         lo, hi = self.card.get("diameter_range") or diameter_range(self.diameter or 0.0)
         return float(lo), float(hi)
 
@@ -171,8 +183,6 @@ def user_model_dir() -> Path:
     env = os.environ.get("NAPARI_UNET_MODELS")
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("napari-unet")) / "models"
 
 
@@ -239,11 +249,6 @@ def load_model(name_or_path=DEFAULT_MODEL) -> Model:
         corrupt weights, a card that does not match the weights, or a weights hash
         that does not match the card.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .card import check_card, check_weights_fit, read_weights_header
-
     folder = resolve_model_path(name_or_path)
     weights, card_path = folder / WEIGHTS_NAME, folder / CARD_NAME
     if not weights.exists():

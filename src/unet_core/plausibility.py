@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scale import ImageSettings
+from .image_settings import ImageSettings
 from .stain import STAIN_NAMES
 
 #: An object is a fragment when its equivalent diameter is below this share of the

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from . import backends
+from .content import content_box, crop
 from .devices import memory_budget, resolve_device
 from .errors import InputError
-from .image_settings import SettingsMixin
+from .image_settings import ImageSettings, SettingsMixin
 from .inputs import arrange_planes, as_planes
 from .instances import labels_to_grid, probs_to_labels
 from .modelio import Model, load_model
@@ -22,7 +23,6 @@ from .plausibility import check_labels
 from .predictor_engine import EngineMixin
 from .progress import Progress, Stage, prefetched, run_to_end
 from .resample import resample, resampled_shape
-from .scale import ImageSettings, content_box, crop
 from .sizing import parse_diameter
 from .stain import parse_stain
 from .tiling import CLASSIC, plan_grid
@@ -199,7 +199,7 @@ class Predictor(SettingsMixin, EngineMixin):
 
     def _planes_iter(self, planes, settings, out):
         """Probabilities of every plane at the network's scale, inside the plane's
-        content box (:func:`~unet_core.scale.content_box`).  Yields Progress; returns a
+        content box (:func:`~unet_core.content.content_box`).  Yields Progress; returns a
         list of (plane index, prob (C, h, w) at the network's scale, or None when it was
         written into ``out[k]`` directly, settings, box)."""
         z, h, w = planes.shape[:3]

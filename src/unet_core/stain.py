@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+from skimage.color import hed_from_rgb
 
 from .errors import InputError
 
@@ -51,8 +52,6 @@ def optical_density(rgb: np.ndarray, white: float) -> np.ndarray:
 def hed_density(rgb: np.ndarray, white: float, channels: slice = slice(None)) -> np.ndarray:
     """Hematoxylin, eosin and DAB densities (H, W, 3) float32 of an RGB image (Ruifrok &
     Johnston's vectors, as :func:`skimage.color.rgb2hed`); ``channels`` selects some."""
-    from skimage.color import hed_from_rgb
-
     return optical_density(rgb, white) @ np.asarray(hed_from_rgb, np.float32)[:, channels]
 
 
@@ -178,3 +177,25 @@ def guess_stain(overview: np.ndarray) -> StainGuess:
 def detect_stain(overview: np.ndarray) -> str:
     """The stain :func:`guess_stain` decides (a :class:`Stain` value)."""
     return guess_stain(overview).stain
+
+
+class Prepared:
+    """A lazy, stain-converted view of a raw plane: (H, W, C_raw) -> float32 (H, W, 1).
+
+    Indexing with two slices (steps allowed) converts only that window.
+    """
+
+    def __init__(self, plane, stain: str, white: float = 1.0):
+        self.plane, self.stain, self.white = plane, stain, white
+        self.shape = tuple(plane.shape[:2]) + (1,)
+        self.ndim = 3
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        return convert(np.asarray(self.plane[key[:2]]), self.stain, self.white)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:, :]
+        return out if dtype is None else out.astype(dtype)

@@ -7,9 +7,9 @@ import pytest
 import tifffile
 
 from unet_core import cli
+from unet_core.image_settings import ImageSettings
 from unet_core.modelio import load_model
 from unet_core.plausibility import check_labels
-from unet_core.scale import ImageSettings
 from unet_core.stain import hed_density
 from unet_core.synthetic import render_he, synthetic_nuclei
 from unet_core.training.augment import AugmentConfig, stain_jitter

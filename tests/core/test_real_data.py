@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from unet_core import Predictor
-from unet_core.scale import overview
+from unet_core.image_settings import overview
 from unet_core.stain import guess_stain
 from unet_core.training.pairs import load_pairs
 

@@ -7,10 +7,10 @@ import pytest
 
 from conftest import lively_unet
 from unet_core import InputError, Model, Predictor, load_model
+from unet_core.content import content_box
 from unet_core.instances import labels_to_grid
 from unet_core.metrics import evaluate
 from unet_core.resample import Resampled, nearest_labels, resample, resampled_shape
-from unet_core.scale import content_box
 from unet_core.stain import convert, detect_stain
 from unet_core.synthetic import render_he, synthetic_nuclei
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..resample import Resampled, nearest_labels
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -103,8 +105,6 @@ def scaled_crop(image, labels, mask, size: int, rng, points, reviewed_fraction, 
     probability ``cfg.scale_p``): a ``size / factor`` window brought to ``size`` px,
     the image linearly (as the Predictor resamples), labels and mask by nearest
     neighbour.  Teaches the network other nucleus sizes and interpolated pixels."""
-    from ..resample import Resampled, nearest_labels
-
     if cfg is None or cfg.scale_p <= 0 or rng.random() >= cfg.scale_p:
         return random_crop(image, labels, mask, size, rng, points, reviewed_fraction)
     lo, hi = np.log(cfg.scale_range[0]), np.log(cfg.scale_range[1])

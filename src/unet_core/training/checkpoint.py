@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..errors import ModelFileError
 from ..fileio import atomic_write, save_tensors
@@ -97,19 +99,7 @@ def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optim
     try:
         card = dict(card or make_card(net.config, f"checkpoint-{step}"))
         save_model(net, tmp, card)
-        opt = optimizer.state_dict()
-        tensors = {"rng.torch": torch.get_rng_state()}
-        tensors.update({f"extra.{k}": v.detach().cpu().contiguous()
-                        for k, v in (extra_tensors or {}).items()})
-        extra = {}
-        for idx, st in opt["state"].items():
-            for key, val in st.items():
-                if torch.is_tensor(val):
-                    tensors[f"state.{idx}.{key}"] = val.detach().cpu().contiguous()
-                else:
-                    extra[f"{idx}.{key}"] = val
-        groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
-                  for g in opt["param_groups"]]
+        tensors, extra, groups = _optimizer_parts(optimizer, extra_tensors)
         save_tensors(tensors, tmp / OPTIMIZER_NAME)
         doc = {"format": FORMAT, "version": 1, "step": int(step), "optimizer": type(optimizer).__name__,
                "param_groups": groups, "state_scalars": extra,
@@ -128,6 +118,26 @@ def save_checkpoint(checkpoint_dir, step: int, net, optimizer: torch.optim.Optim
     return final
 
 
+def _optimizer_parts(optimizer: torch.optim.Optimizer, extra_tensors: dict | None):
+    """What a checkpoint keeps of the training's tensors: (tensors: the torch RNG, the
+    extra tensors and the optimizer's state tensors; the optimizer's other state values;
+    its parameter groups, JSON-ready)."""
+    opt = optimizer.state_dict()
+    tensors = {"rng.torch": torch.get_rng_state()}
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous()
+                    for k, v in (extra_tensors or {}).items()})
+    extra = {}
+    for idx, st in opt["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"state.{idx}.{key}"] = val.detach().cpu().contiguous()
+            else:
+                extra[f"{idx}.{key}"] = val
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in opt["param_groups"]]
+    return tensors, extra, groups
+
+
 def load_checkpoint(path, net, optimizer: torch.optim.Optimizer | None = None,
                     rng: np.random.Generator | None = None, extra: dict | None = None) -> dict:
     """Restore weights (and optimizer, torch and numpy RNG) from a checkpoint folder.
@@ -140,9 +150,6 @@ def load_checkpoint(path, net, optimizer: torch.optim.Optimizer | None = None,
     ModelFileError
         If the checkpoint is damaged or was made for another architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         doc = json.loads((path / STATE_NAME).read_text())

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..modelio import DEFAULT_MODEL, Model, load_model, make_card, save_model
+from ..predict import Predictor
 from ..progress import Progress, Stage, run_to_end
 from .checkpoint import discard_dir
 from .config import FinetuneConfig
@@ -195,8 +196,6 @@ def _finetune_locked(model, examples, out, cfg: FinetuneConfig, *, val_examples,
     """:func:`finetune_iter` once the output folder's lock is held."""
     out = check_out_dir(out, model.path, resume=resume, overwrite=overwrite)
     # the examples as the network will see them at prediction: its stain and size
-    from ..predict import Predictor
-
     viewer = Predictor(model, device="cpu", backend="torch")
     train, val, held, problems = _split(examples, val_examples, cfg.val_fraction, cfg.seed, viewer)
     before = yield from evaluate_iter(model, val, cfg.device, stage=Stage.VALIDATE_BASE)

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..fileio import read_image
 from ..scale import distance_diameter, equivalent_diameters
 from ..stain import Stain, detect_stain, parse_stain
-from .dataset import Example, _check_arrays, uint32_ids
+from .example import Example, _check_arrays, uint32_ids
 
 log = logging.getLogger(__name__)
 

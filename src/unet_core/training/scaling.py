@@ -13,6 +13,7 @@ import numpy as np
 
 from ..resample import nearest_labels, resample, resampled_shape
 from ..scale import labels_diameter
+from ..stain import Stain, convert, hed_density, white_level
 from .dataset import Example
 
 
@@ -61,8 +62,6 @@ def pair_at_model_scale(ex: Example, diameter: float | None,
     jitter the stains (:func:`~.augment.stain_jitter`) before taking the hematoxylin
     channel; other stains are converted as the Predictor converts them.
     """
-    from ..stain import Stain, convert, hed_density, white_level
-
     stain = ex.record.get("stain") or Stain.FLUORESCENCE.value
     if stain == Stain.HE:
         image = hed_density(ex.image, white_level(ex.image))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -21,59 +21,20 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import InputError
-from ..inputs import as_planes
-from ..instances import labels_to_targets
 from ..modelio import Model, make_card
-from ..normalize import DEFAULT_NORMALIZATION, normalize, percentile_range, percentiles
+from ..normalize import DEFAULT_NORMALIZATION
 from ..progress import Progress, Stage
-from .augment import AugmentConfig, reviewed_points, scaled_crop, stain_jitter
-from .augment import augment as augment_crop
+from .augment import AugmentConfig
+from .batches import crop_batch, prepared_examples
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_DEVICE, SCHEDULES, TrainConfig, lr_at
-from .dataset import Example, as_example
+from .dataset import as_example
 from .loss import masked_bce_dice_loss
 from .pairs import sampling_weights
 from .results import TrainResult
 from .validate import evaluate_iter
 
 log = logging.getLogger(__name__)
-
-def _prepare(examples: Sequence[Example], in_channels: int, norm: dict) -> list[tuple]:
-    """Normalize every example once: (image float32 (H, W, C), labels, mask, centre
-    points, hematoxylin range).  An H&E pair at model scale (``record["hed"]``) keeps its
-    three stain densities, normalized per crop after the stain jitter, with the range
-    (low, high) of its hematoxylin channel; for the others the range is None."""
-    out = []
-    for ex in examples:
-        if ex.record.get("hed"):
-            h = np.maximum(np.asarray(ex.image[..., 0], np.float32), 0)
-            lo, hi = percentile_range(h[..., None], *percentiles(norm))
-            out.append((np.asarray(ex.image, np.float32), ex.labels, ex.mask,
-                        reviewed_points(ex.mask), (float(lo[0]), float(hi[0]))))
-            continue
-        planes, stack = as_planes(ex.image, in_channels)
-        if stack:
-            raise InputError(f"Training example {ex.id} is a stack {ex.image.shape}; "
-                             "train on single planes (H, W) or (H, W, C).")
-        img = normalize(np.asarray(planes[0]), *percentiles(norm))
-        out.append((img, ex.labels, ex.mask, reviewed_points(ex.mask), None))
-    return out
-
-
-def _batch(data, p, batch_size, crop, rng, aug, reviewed_fraction, out_channels):
-    """(x (B, C, S, S), targets (B, K, S, S), mask (B, 1, S, S)) float32 tensors."""
-    xs, ys, ms = [], [], []
-    for k in rng.choice(len(data), size=batch_size, p=p):
-        img, lab, msk, pts, hed_range = data[k]
-        img, lab, msk = scaled_crop(img, lab, msk, crop, rng, pts, reviewed_fraction, aug)
-        if hed_range is not None:
-            img = stain_jitter(img, rng, aug, *hed_range)
-        if aug is not None:
-            img, lab, msk = augment_crop(img, lab, msk, rng, aug)
-        xs.append(img.transpose(2, 0, 1))
-        ys.append(labels_to_targets(lab)[:out_channels])
-        ms.append(msk[None].astype(np.float32))
-    return tuple(torch.from_numpy(np.ascontiguousarray(np.stack(a), np.float32)) for a in (xs, ys, ms))
 
 
 def _check_args(net, cfg: TrainConfig, train) -> None:
@@ -93,8 +54,6 @@ def _check_args(net, cfg: TrainConfig, train) -> None:
     if cfg.average_from is not None and (int(cfg.average_from) < 1 or int(cfg.average_every) < 1):
         raise InputError(f"average_from and average_every must be >= 1, got {cfg.average_from} "
                          f"and {cfg.average_every}.")
-
-
 
 
 class Trainer:
@@ -148,7 +107,7 @@ class Trainer:
         self.aug = AugmentConfig.from_value(cfg.augment)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.data = _prepare(self.train, net.config.in_channels, norm)
+        self.data = prepared_examples(self.train, net.config.in_channels, norm)
         self.p = sampling_weights(self.train)
         if self.p is None:
             weight = np.array([float(d[2].sum()) for d in self.data])
@@ -194,7 +153,7 @@ class Trainer:
                        cfg.min_lr_fraction, cfg.restart_period, cfg.warmup)
         for g in self.opt.param_groups:
             g["lr"] = cur_lr
-        x, y, m = (t.to(self.device) for t in _batch(
+        x, y, m = (t.to(self.device) for t in crop_batch(
             self.data, self.p, cfg.batch_size, self.crop, self.rng, self.aug,
             cfg.reviewed_fraction, net.config.out_channels))
         net.train()

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..metrics import evaluate
 from ..modelio import Model
+from ..predict import Predictor
 from ..progress import Progress, Stage
 from .dataset import Example
 
@@ -37,8 +38,6 @@ def evaluate_iter(model: Model, examples: Sequence[Example], device="cpu", stage
         Mean ``dice``, ``ap50`` and ``map`` over the examples, and ``n`` (examples);
         empty when there are no examples.
     """
-    from ..predict import Predictor
-
     if not examples:
         return {}
     net = copy.deepcopy(model.net).eval()
