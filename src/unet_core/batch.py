@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Generator
 
 from .devices import DEFAULT_DEVICE
-from .errors import InputError, UNetError
-from .fileio import IMAGE_SUFFIXES, atomic_write, content_hash, write_tiff
+from .errors import InputError, UNetError, explain
+from .fileio import IMAGE_SUFFIXES, content_hash, write_tiff
 from .measure import measure_objects, write_csv
 from .progress import Progress, Stage, relay
+from .safefiles import atomic_write, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +143,6 @@ def output_stems(files: list[Path], input_dir: Path) -> dict[Path, str]:
     for s in stems.values():
         seen[s] = seen.get(s, 0) + 1
     return {p: (s if seen[s] == 1 else f"{s}_{p.suffix.lstrip('.').lower()}") for p, s in stems.items()}
-
-
-def describe_failure(err: BaseException) -> str:
-    """The message reported for a file that failed."""
-    if isinstance(err, MemoryError):
-        return "Not enough memory for this image; use a smaller tile or another machine."
-    return str(err) if isinstance(err, UNetError) else f"{type(err).__name__}: {err}"
 
 
 def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels", "csv"), *,
@@ -269,7 +263,6 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
         A missing input folder, no matching files, unknown outputs, or an output
         folder another batch is writing to.
     """
-    from .lazyio import folder_lock
     from .predict import Predictor
 
     outputs = tuple(dict.fromkeys(outputs))
@@ -348,7 +341,7 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
     for p in output_dir.glob(".*.part"):
         if p.is_file():
             p.unlink(missing_ok=True)
-    for p in output_dir.glob(".*.old"):
+    for p in output_dir.glob(".*.old-*"):
         shutil.rmtree(p, ignore_errors=True)
 
 
@@ -367,6 +360,6 @@ def file_iter(pred, entry, output_dir, options, status, status_path, report, n, 
                                                source_id=content.get("hash")),
                                   lambda p: Progress(count_files(report), n, Stage.FILE, p.info))
     except FILE_ERRORS as err:
-        error = describe_failure(err)
+        error = explain(err)
     info = record_result(report, status, status_path, name, content, key, result, error)
     yield Progress(count_files(report), n, Stage.BATCH, info)

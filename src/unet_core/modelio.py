@@ -20,9 +20,10 @@ import torch
 
 from .card import CARD_VERSIONS, KNOWN_OUTPUTS, check_regular_file, read_card
 from .errors import ModelFileError
-from .fileio import atomic_write, save_tensors
+from .fileio import save_tensors
 from .model import UNet, UNetConfig
 from .normalize import DEFAULT_NORMALIZATION
+from .safefiles import atomic_write
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"

@@ -8,6 +8,7 @@ not asking for the next item (``gen.close()``).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -90,8 +91,6 @@ def prefetched(fn: Callable, items) -> Generator:
     background thread while the caller works on the current one (reading and
     normalising the next tiles while the network runs on these).  Closing the
     generator early waits for the one call in flight."""
-    from concurrent.futures import ThreadPoolExecutor
-
     items = list(items)
     if len(items) < 2:
         for item in items:
