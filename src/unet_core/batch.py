@@ -32,7 +32,7 @@ from .devices import DEFAULT_DEVICE
 from .errors import InputError, UNetError, explain
 from .fileio import IMAGE_SUFFIXES, content_hash, write_tiff
 from .measure import measure_objects, write_csv
-from .progress import Progress, Stage, relay
+from .progress import FileStatus, FileStep, Progress, Stage, relay
 from .safefiles import atomic_write, folder_lock
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     else:
         gen = pred.segment_iter(image.data, return_prob=True)
     result = yield from relay(gen, lambda p: Progress(
-        0, 1, Stage.FILE, {"file": src.name, "stage": p.stage, "fraction": p.fraction}))
+        0, 1, Stage.FILE, FileStep(src.name, p.stage, p.fraction)))
     warning = None
     if big:
         n, settings = result["objects"], result["settings"]
@@ -196,7 +196,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         from .omezarr import write_ome_labels
 
         done = open_image(paths["labels"], check_chunks=False).data if big else labels
-        yield Progress(0, 1, Stage.FILE, {"file": src.name, "stage": Stage.WRITE, "fraction": 1.0})
+        yield Progress(0, 1, Stage.FILE, FileStep(src.name, Stage.WRITE, 1.0))
         where = write_ome_labels(src, done, scale=image.scale[-2:])
         return {"objects": n, "outputs": names, "settings": settings, "ome_labels": str(where),
                 "warning": warning}
@@ -248,9 +248,9 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
     Yields
     ------
     Progress
-        ``Progress(i, n, "batch", {"file", "status", "error"})`` after each file, with
-        status "done", "skipped" or "failed" (``error`` the message for failures), and
-        ``Progress(i, n, "file", {"file", "stage", "fraction"})`` while a file runs.
+        ``Progress(i, n, "batch", FileStatus)`` after each file, with status "done",
+        "skipped" or "failed" (``error`` the message for failures), and
+        ``Progress(i, n, "file", FileStep)`` while a file runs.
         Stopping the generator cancels; finished files stay written.
 
     Returns
@@ -295,7 +295,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
             key = _job_key(content, model_id, outputs, pred, zarr, ome_labels)
             if resume and _is_up_to_date(output_dir, record, key):
                 report.skipped.append(name)
-                yield Progress(len(report.skipped), n, Stage.BATCH, {"file": name, "status": "skipped"})
+                yield Progress(len(report.skipped), n, Stage.BATCH, FileStatus(name, "skipped"))
                 continue
             todo.append((src, name, stems[src], content, key))
         if client is not None:
@@ -320,13 +320,10 @@ def record_result(report, status, status_path, name, content, key, result, error
         report.failed.append((name, error))
         status[name] = {"status": "failed", "error": error, "key": key, "content": content}
     _write_status(status_path, status)
-    info = {"file": name, "status": "done" if error is None else "failed"}
-    if error is not None:
-        info["error"] = error
-    elif result.get("warning"):
-        report.flagged.append((name, result["warning"]))
-        info["warning"] = result["warning"]
-    return info
+    warning = (result.get("warning") or None) if error is None else None
+    if warning:
+        report.flagged.append((name, warning))
+    return FileStatus(name, "done" if error is None else "failed", error, warning)
 
 
 def count_files(report: BatchReport) -> int:

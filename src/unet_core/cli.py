@@ -36,10 +36,9 @@ def _drive(gen, bar):
             bar.total, bar.n = p.total, p.done
             bar.refresh()
         elif p.stage == Stage.COMPILE and p.done:
-            info = p.info or {}
-            what = describe(info.get("backend", "?"), info.get("precision", "?"))
-            bar.write(f"network on {what}, ready in {info.get('seconds', 0.0):.1f} s "
-                      f"({'export + ' if info.get('exported') else ''}compile, once per model)",
+            info = p.info
+            bar.write(f"network on {describe(info.backend, info.precision)}, ready in "
+                      f"{info.seconds:.1f} s ({'export + ' if info.exported else ''}compile, once per model)",
                       file=sys.stderr)
 
     from .backends import describe
