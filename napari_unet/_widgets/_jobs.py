@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from unet_core import UNetError
 from unet_core.child import JobCancelled
+from unet_core.errors import explain, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +44,13 @@ def hold_heap(start: bool) -> None:
 
 
 def describe_error(exc: BaseException, action: str = "Segmentation") -> str:
-    """A message for the person at the keyboard; unexpected errors are logged in full."""
+    """A message for the person at the keyboard (:func:`unet_core.errors.explain`);
+    unexpected errors are logged in full."""
     if isinstance(exc, UNetError):
         return str(exc)
-    if isinstance(exc, MemoryError):
-        return (f"{action} ran out of memory. Choose 'custom' tiling with a smaller tile, "
-                "the cpu device, or a smaller part of the image.")
-    if type(exc).__name__ == "OutOfMemoryError":   # torch.cuda.OutOfMemoryError
-        return (f"{action} ran out of GPU memory. Choose 'custom' tiling with a smaller tile "
-                "or the cpu device.")
-    log.error("%s failed", action, exc_info=(type(exc), exc, exc.__traceback__))
-    return f"{action} failed: {type(exc).__name__}: {exc}"
+    if not is_out_of_memory(exc):
+        log.error("%s failed", action, exc_info=(type(exc), exc, exc.__traceback__))
+    return f"{action} failed: {explain(exc)}"
 
 
 def _on_warned(args: tuple) -> None:

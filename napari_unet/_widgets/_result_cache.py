@@ -24,13 +24,14 @@ import threading
 import time
 from pathlib import Path
 
+from unet_core.safefiles import try_lock, unlock
+
 log = logging.getLogger(__name__)
 
 #: Layer metadata: the result folder a layer's data is read from.
 RESULT_KEY = "napari_unet_result_folder"
 LOCK_NAME = ".in-use.lock"
-#: Folders without a lock (no fcntl here, or made by an older version that may still be
-#: running) are leftovers once older than this many seconds.
+#: Folders without a lock (made by an older version that may still be running) are leftovers once older than this many seconds.
 UNLOCKED_AGE_S = 7 * 24 * 3600
 
 _held: dict[Path, int] = {}      # this process's result folders -> their locked file
@@ -45,14 +46,6 @@ def results_root() -> Path:
     return Path(platformdirs.user_cache_dir("napari-unet")) / "results"
 
 
-def _lock(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:      # no POSIX locks: leftovers go by age alone
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
-
-
 def result_folder(name: str) -> Path:
     """A new folder for a lazily shown result, locked by this process until released."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
@@ -60,7 +53,7 @@ def result_folder(name: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    _lock(fd)
+    try_lock(fd)         # a new file: nobody else holds it
     with _held_lock:
         _held[folder] = fd
     return folder
@@ -75,6 +68,7 @@ def release(folder: Path) -> None:
         return
     shutil.rmtree(folder, ignore_errors=True)
     os.close(fd)
+    shutil.rmtree(folder, ignore_errors=True)    # Windows: the lock file could not go while open
 
 
 def remove_unused(folders, layers) -> list[Path]:
@@ -118,17 +112,13 @@ def _is_leftover(folder: Path) -> bool:
     if folder.stat().st_mtime >= _STARTED:
         return False
     lock = folder / LOCK_NAME
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
-    if fcntl is None or not lock.exists():     # no locks here, or made by an older version
+    if not lock.exists():     # made by an older version
         return age > UNLOCKED_AGE_S
     fd = os.open(lock, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
+        if not try_lock(fd):
+            return False
+        unlock(fd)
     finally:
         os.close(fd)
     return True

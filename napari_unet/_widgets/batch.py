@@ -149,29 +149,27 @@ class BatchWidget(QWidget):
         return text or None
 
     def _on_progress(self, p) -> None:
-        info = p.info or {}
+        info = p.info
         if p.stage == Stage.FILE:
-            frac = (p.done + info.get("fraction", 0.0)) / max(p.total, 1)
-            text = f"{p.done + 1}/{p.total}  {info.get('file', '')}"
+            frac = (p.done + info.fraction) / max(p.total, 1)
+            text = f"{p.done + 1}/{p.total}  {info.file}"
             self.run_bar.report(Progress(int(frac * 1000), 1000, p.stage), text)
             return
         if p.stage != Stage.BATCH:
             self.run_bar.report(p)
             return
-        status = info.get("status")
-        if status in self._counts:
-            self._counts[status] += 1
+        if info.status in self._counts:
+            self._counts[info.status] += 1
             self._show_counts()
-        if status == "failed":
+        if info.status == "failed":
             # the file's name starts the line: drop its full path from the message
-            error = info.get("error", "").replace(str(Path(self._input_dir, info["file"])),
-                                                  info["file"])
-            item = QListWidgetItem(f"{info['file']}: {error}")
-            item.setToolTip(info.get("error", ""))
+            error = (info.error or "").replace(str(Path(self._input_dir, info.file)), info.file)
+            item = QListWidgetItem(f"{info.file}: {error}")
+            item.setToolTip(info.error or "")
             self.failed_list.addItem(item)
-        elif info.get("warning"):
-            item = QListWidgetItem(f"{info['file']}: check: {info['warning']}")
-            item.setToolTip(info["warning"])
+        elif info.warning:
+            item = QListWidgetItem(f"{info.file}: check: {info.warning}")
+            item.setToolTip(info.warning)
             self.failed_list.addItem(item)
         self.run_bar.report(p, f"{p.done}/{p.total} files")
 

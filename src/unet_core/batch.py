@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Generator
 
 from .devices import DEFAULT_DEVICE
-from .errors import InputError, UNetError
-from .fileio import IMAGE_SUFFIXES, atomic_write, content_hash, write_tiff
+from .errors import InputError, UNetError, explain
+from .fileio import IMAGE_SUFFIXES, content_hash, write_tiff
 from .measure import measure_objects, write_csv
-from .progress import Progress, Stage, relay
+from .progress import FileStatus, FileStep, Progress, Stage, relay
+from .safefiles import atomic_write, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +145,6 @@ def output_stems(files: list[Path], input_dir: Path) -> dict[Path, str]:
     return {p: (s if seen[s] == 1 else f"{s}_{p.suffix.lstrip('.').lower()}") for p, s in stems.items()}
 
 
-def describe_failure(err: BaseException) -> str:
-    """The message reported for a file that failed."""
-    if isinstance(err, MemoryError):
-        return "Not enough memory for this image; use a smaller tile or another machine."
-    return str(err) if isinstance(err, UNetError) else f"{type(err).__name__}: {err}"
-
-
 def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels", "csv"), *,
                  zarr: bool = False, client=None, spec=None, block: int | None = None,
                  ome_labels: bool = True, source_id: str | None = None):
@@ -182,7 +176,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
     else:
         gen = pred.segment_iter(image.data, return_prob=True)
     result = yield from relay(gen, lambda p: Progress(
-        0, 1, Stage.FILE, {"file": src.name, "stage": p.stage, "fraction": p.fraction}))
+        0, 1, Stage.FILE, FileStep(src.name, p.stage, p.fraction)))
     warning = None
     if big:
         n, settings = result["objects"], result["settings"]
@@ -202,7 +196,7 @@ def process_file(pred, src: Path, output_dir: Path, stem: str, outputs=("labels"
         from .omezarr import write_ome_labels
 
         done = open_image(paths["labels"], check_chunks=False).data if big else labels
-        yield Progress(0, 1, Stage.FILE, {"file": src.name, "stage": Stage.WRITE, "fraction": 1.0})
+        yield Progress(0, 1, Stage.FILE, FileStep(src.name, Stage.WRITE, 1.0))
         where = write_ome_labels(src, done, scale=image.scale[-2:])
         return {"objects": n, "outputs": names, "settings": settings, "ome_labels": str(where),
                 "warning": warning}
@@ -254,9 +248,9 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
     Yields
     ------
     Progress
-        ``Progress(i, n, "batch", {"file", "status", "error"})`` after each file, with
-        status "done", "skipped" or "failed" (``error`` the message for failures), and
-        ``Progress(i, n, "file", {"file", "stage", "fraction"})`` while a file runs.
+        ``Progress(i, n, "batch", FileStatus)`` after each file, with status "done",
+        "skipped" or "failed" (``error`` the message for failures), and
+        ``Progress(i, n, "file", FileStep)`` while a file runs.
         Stopping the generator cancels; finished files stay written.
 
     Returns
@@ -269,7 +263,6 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
         A missing input folder, no matching files, unknown outputs, or an output
         folder another batch is writing to.
     """
-    from .lazyio import folder_lock
     from .predict import Predictor
 
     outputs = tuple(dict.fromkeys(outputs))
@@ -302,7 +295,7 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
             key = _job_key(content, model_id, outputs, pred, zarr, ome_labels)
             if resume and _is_up_to_date(output_dir, record, key):
                 report.skipped.append(name)
-                yield Progress(len(report.skipped), n, Stage.BATCH, {"file": name, "status": "skipped"})
+                yield Progress(len(report.skipped), n, Stage.BATCH, FileStatus(name, "skipped"))
                 continue
             todo.append((src, name, stems[src], content, key))
         if client is not None:
@@ -327,13 +320,10 @@ def record_result(report, status, status_path, name, content, key, result, error
         report.failed.append((name, error))
         status[name] = {"status": "failed", "error": error, "key": key, "content": content}
     _write_status(status_path, status)
-    info = {"file": name, "status": "done" if error is None else "failed"}
-    if error is not None:
-        info["error"] = error
-    elif result.get("warning"):
-        report.flagged.append((name, result["warning"]))
-        info["warning"] = result["warning"]
-    return info
+    warning = (result.get("warning") or None) if error is None else None
+    if warning:
+        report.flagged.append((name, warning))
+    return FileStatus(name, "done" if error is None else "failed", error, warning)
 
 
 def count_files(report: BatchReport) -> int:
@@ -348,7 +338,7 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
     for p in output_dir.glob(".*.part"):
         if p.is_file():
             p.unlink(missing_ok=True)
-    for p in output_dir.glob(".*.old"):
+    for p in output_dir.glob(".*.old-*"):
         shutil.rmtree(p, ignore_errors=True)
 
 
@@ -367,6 +357,6 @@ def file_iter(pred, entry, output_dir, options, status, status_path, report, n, 
                                                source_id=content.get("hash")),
                                   lambda p: Progress(count_files(report), n, Stage.FILE, p.info))
     except FILE_ERRORS as err:
-        error = describe_failure(err)
+        error = explain(err)
     info = record_result(report, status, status_path, name, content, key, result, error)
     yield Progress(count_files(report), n, Stage.BATCH, info)

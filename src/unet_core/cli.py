@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UNetError
+from .errors import InputError, UNetError, explain
 from .progress import Stage, run_to_end
 from .training.config import at_least, positive_int
 
@@ -36,10 +36,9 @@ def _drive(gen, bar):
             bar.total, bar.n = p.total, p.done
             bar.refresh()
         elif p.stage == Stage.COMPILE and p.done:
-            info = p.info or {}
-            what = describe(info.get("backend", "?"), info.get("precision", "?"))
-            bar.write(f"network on {what}, ready in {info.get('seconds', 0.0):.1f} s "
-                      f"({'export + ' if info.get('exported') else ''}compile, once per model)",
+            info = p.info
+            bar.write(f"network on {describe(info.backend, info.precision)}, ready in "
+                      f"{info.seconds:.1f} s ({'export + ' if info.exported else ''}compile, once per model)",
                       file=sys.stderr)
 
     from .backends import describe
@@ -101,24 +100,8 @@ def cmd_predict(args) -> int:
             failed += 1
             for done in written:      # no half result: labels without their probabilities
                 done.unlink(missing_ok=True)
-            print(f"{path}: FAILED: {_explain(err)}", file=sys.stderr)
+            print(f"{path}: FAILED: {explain(err)}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _explain(err: BaseException) -> str:
-    """What went wrong for an error of the machine (memory, disk), not of the input."""
-    if isinstance(err, UNetError):
-        return str(err)
-    if not isinstance(err, (MemoryError, OSError)):
-        return f"{type(err).__name__}: {err}"
-    if isinstance(err, MemoryError):
-        need = f" ({err})" if str(err) else ""
-        return (f"not enough memory{need}. Close other programs; an image too large for memory "
-                "is segmented block by block when it is a 2-D (H, W) or (H, W, C) TIFF or zarr, "
-                "so save a stack's planes as such; in training, a smaller --crop or --batch-size")
-    return (f"{err.strerror or err} ({type(err).__name__}"
-            + (f" on {err.filename}" if getattr(err, "filename", None) else "") + "); "
-            "check the disk (free space, permissions) and run again")
 
 
 def _pairs(labels_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -153,7 +136,7 @@ def cmd_evaluate(args) -> int:
             rows.append({"image": name, **evaluate(pl, tl)})
         except (UNetError, MemoryError, OSError) as err:     # this pair only: the others go on
             failed += 1
-            print(f"{name}: FAILED: {_explain(err)}", file=sys.stderr)
+            print(f"{name}: FAILED: {explain(err)}", file=sys.stderr)
     if not rows:
         print("error: no image pairs to evaluate (names pair by stem, '_labels' ignored)", file=sys.stderr)
         return 2
@@ -306,7 +289,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (MemoryError, OSError) as err:   # the machine, not the arguments: say so, no traceback
-        print(f"error: {_explain(err)}", file=sys.stderr)
+        print(f"error: {explain(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -45,14 +45,12 @@ def cmd_batch(args) -> int:
             bar.total = p.total
             if p.stage == Stage.BATCH:
                 bar.n = p.done
-                status = p.info["status"]
-                line = f"{p.info['file']}: {status}"
-                if status == "failed":
-                    line += f": {p.info['error']}"
+                line = f"{p.info.file}: {p.info.status}"
+                if p.info.status == "failed":
+                    line += f": {p.info.error}"
                 bar.write(line, file=sys.stdout)
             elif p.info:
-                bar.set_postfix_str(f"{p.info.get('file', '')} {p.info.get('stage', '')} "
-                                    f"{100 * p.info.get('fraction', 0):.0f}%")
+                bar.set_postfix_str(f"{p.info.file} {p.info.stage} {100 * p.info.fraction:.0f}%")
             bar.refresh()
     finally:
         bar.close()

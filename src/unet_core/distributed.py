@@ -14,7 +14,7 @@ import logging
 import threading
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, explain
 from .progress import Progress, Stage
 
 log = logging.getLogger(__name__)
@@ -178,14 +178,14 @@ def run_blocks(client, job, spec: dict, measure: bool = True):
 
 def _file_task(spec, src: str, output_dir: str, stem: str, options: dict):
     """Segment one file on a worker; returns (result of process_file or None, error or None)."""
-    from .batch import FILE_ERRORS, describe_failure, process_file
+    from .batch import FILE_ERRORS, process_file
     from .progress import run_to_end
 
     try:
         return run_to_end(process_file(worker_predictor(spec), Path(src), Path(output_dir), stem,
                                        **options)), None
     except FILE_ERRORS as err:
-        return None, describe_failure(err)
+        return None, explain(err)
 
 
 def submit_file(client, spec: dict, src, output_dir, stem: str, options: dict):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .fileio import atomic_write
+from .safefiles import atomic_write
 
 OPSET = 17
 

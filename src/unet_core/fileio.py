@@ -1,93 +1,29 @@
-"""Reading images and writing any file atomically (temporary file, then rename)."""
+"""Reading and writing images and tensors (writes are atomic: :mod:`unet_core.safefiles`)."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import socket
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
+import tifffile
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 
 from .errors import ImageFileError
+from .safefiles import atomic_write
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-
-# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-_HOST = socket.gethostname().replace(".", "-")
-_swept: set[Path] = set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:       # exists, but belongs to someone else
-        return True
-    return True
-
-
-def sweep_parts(folder) -> list[Path]:
-    """Delete the temporary files of :func:`atomic_write` that a killed process left in
-    ``folder`` (``.<name>.<host>.<pid>.<random>.part`` whose process on this host is gone).
-
-    Returns the files removed.  Temporary files of other hosts (a shared file system)
-    and of running processes are left alone.
-    """
-    removed = []
-    for part in Path(folder).glob(f".*.{_HOST}.*.part"):
-        pid = part.name[:-len(".part")].split(".")[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                part.unlink()
-                removed.append(part)
-    return removed
-
-
-@contextlib.contextmanager
-def atomic_write(path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
-
-    On any error the temporary file is removed and ``path`` is left as it was.  The
-    temporary name carries this host and process id, so the files left by a killed
-    process are swept away the next time a file is written into the same folder.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.parent not in _swept:
-        _swept.add(path.parent)
-        sweep_parts(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".part",
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp makes 0600, and some writers (safetensors) replace the file: give the
-        # result the permissions of any other new file
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def save_tensors(tensors: dict, path, metadata: dict | None = None) -> Path:
     """Write torch tensors as a safetensors file atomically.  A write the system refuses
     (a full disk, a file size limit) raises OSError with the system's reason, as any
     other write does, not safetensors' own error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
     with atomic_write(path) as tmp:
         try:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -143,13 +79,9 @@ def declared_nbytes(path: Path) -> tuple[tuple[int, ...], int] | None:
     """
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
                 return tuple(series.shape), int(np.prod(series.shape, dtype=np.float64)) * series.dtype.itemsize
-        import imageio.v3 as iio
-
         props = iio.improps(path)
         return tuple(props.shape), int(np.prod(props.shape, dtype=np.float64)) * props.dtype.itemsize
     except (*READ_ERRORS, MemoryError):
@@ -195,8 +127,6 @@ def read_image(path) -> np.ndarray:
         if suffix in (".tif", ".tiff"):
             data = _read_tiff(path)
         else:
-            import imageio.v3 as iio
-
             data = np.asarray(iio.imread(path))
     except READ_ERRORS as err:
         raise ImageFileError(f"Cannot read {path}: the file is truncated, corrupt or not a valid "
@@ -215,8 +145,6 @@ def read_image(path) -> np.ndarray:
 def _read_tiff(path: Path) -> np.ndarray:
     """A TIFF's first series; samples stored in planes (an RGB TIFF of planar
     configuration, axes ...SYX) come channels last, as every colour image here."""
-    import tifffile
-
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         data = np.asarray(series.asarray())
@@ -251,8 +179,6 @@ def read_error_reason(err: BaseException) -> str:
 
 def write_tiff(path, data: np.ndarray, **kwargs) -> Path:
     """Write ``data`` as a (zlib-compressed) TIFF atomically."""
-    import tifffile
-
     with atomic_write(path) as tmp:
         tifffile.imwrite(tmp, data, compression="zlib", **kwargs)
     return Path(path)
@@ -279,12 +205,3 @@ def content_hash(path: Path, old: dict | None = None) -> dict:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
     return {"stat": stat, "hash": h.hexdigest()}
-
-
-def names_open_file(path: Path, fd: int) -> bool:
-    """Whether ``path`` still names the file open as ``fd``: a lock file removed (and
-    perhaps made anew) by the run that held it is not the one a waiting run opened."""
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False

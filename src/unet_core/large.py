@@ -17,7 +17,8 @@ import numpy as np
 from .blocks import BLOCK, BlockJob, job_key, make_plan, prepare, run_local
 from .errors import InputError
 from .fileio import content_hash
-from .lazyio import LazyImage, open_image, replace_dir, zarr_to_tiff
+from .lazyio import LazyImage, open_image, zarr_to_tiff
+from .safefiles import replace_dir
 from .window import block_predictor, block_threads, image_settings
 
 #: Outputs of images above this many pixels default to zarr (TIFF is one file per image,

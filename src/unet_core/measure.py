@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .fileio import atomic_write
+from .safefiles import atomic_write
 
 _PROPS_2D = ("label", "area", "centroid", "bbox", "intensity_mean", "intensity_max",
              "intensity_min", "eccentricity", "equivalent_diameter_area", "perimeter",

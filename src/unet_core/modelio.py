@@ -31,9 +31,10 @@ from .card import (
     read_weights_header,
 )
 from .errors import ModelFileError
-from .fileio import atomic_write, save_tensors
+from .fileio import save_tensors
 from .model import UNet, UNetConfig
 from .normalize import DEFAULT_NORMALIZATION
+from .safefiles import atomic_write
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"

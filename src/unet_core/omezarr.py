@@ -14,8 +14,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import zarr
 
-from .lazyio import replace_dir
+from .safefiles import replace_dir
 
 LABELS_NAME = "nuclei"
 
@@ -55,8 +56,6 @@ def write_ome_labels(image_path, labels, name: str = LABELS_NAME, scale=(1.0, 1.
     Path
         ``<image_path>/labels/<name>``.
     """
-    import zarr
-
     image_path = Path(image_path)
     fmt = zarr_format_of(image_path)
     labels_dir = image_path / "labels"

@@ -11,7 +11,7 @@ from collections.abc import Generator
 import numpy as np
 
 from . import backends
-from .progress import Progress, Stage, run_to_end
+from .progress import EngineReady, Progress, Stage, run_to_end
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,18 @@ class EngineMixin:
         the (B, C, th, tw) batch ``shape``, yielding Progress of stage "compile" whose
         info says what it cost.  Returns :attr:`engine_info`."""
         if self.engine is None:
-            yield Progress(0, 1, Stage.COMPILE, dict(self.engine_info))
+            yield Progress(0, 1, Stage.COMPILE, EngineReady.of(self.engine_info))
             engine, info = backends.make_engine(self.net, self.device, self.backend,
                                                 self.precision, shape)
             self._engine.update(engine=engine, info=info)
             log.info("%s ready in %.2f s", backends.describe(self.backend, self.precision),
                      info["seconds"])
-            yield Progress(1, 1, Stage.COMPILE, dict(info))
+            yield Progress(1, 1, Stage.COMPILE, EngineReady.of(info))
         elif shape is not None and not self.engine.is_compiled(shape):
-            yield Progress(0, 1, Stage.COMPILE, dict(self.engine_info))
+            yield Progress(0, 1, Stage.COMPILE, EngineReady.of(self.engine_info))
             seconds = self.engine.compile(shape)
             self.engine_info["seconds"] = self.engine_info.get("seconds", 0.0) + seconds
-            yield Progress(1, 1, Stage.COMPILE, dict(self.engine_info))
+            yield Progress(1, 1, Stage.COMPILE, EngineReady.of(self.engine_info))
         return self.engine_info
 
     def _forward(self, x: np.ndarray) -> np.ndarray:

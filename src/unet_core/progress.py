@@ -8,6 +8,7 @@ not asking for the next item (``gen.close()``).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -38,6 +39,41 @@ class Stage(str, Enum):
 
 
 @dataclass(frozen=True)
+class FileStep:
+    """Payload of stage ``FILE``: where one file of a batch is."""
+
+    file: str           # its name
+    stage: str          # the stage of its own work (predict, instances, write ...)
+    fraction: float     # how far that stage is, 0 to 1
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """Payload of stage ``BATCH``: a file of a batch finished."""
+
+    file: str
+    status: str                 # "done", "skipped" or "failed"
+    error: str | None = None    # why it failed
+    warning: str | None = None  # a result to check (see the plausibility checks)
+
+
+@dataclass(frozen=True)
+class EngineReady:
+    """Payload of stage ``COMPILE``: the engine a network runs on, what making it cost."""
+
+    backend: str = "?"
+    precision: str = "?"
+    seconds: float = 0.0
+    exported: bool = False      # the network was exported now (not found in the cache)
+    fallback: str | None = None  # why the backend asked for could not be used
+
+    @classmethod
+    def of(cls, info: dict) -> EngineReady:
+        """From the info of :func:`~unet_core.backends.make_engine` (keys missing early on)."""
+        return cls(**{k: v for k, v in info.items() if k in cls.__dataclass_fields__ and v is not None})
+
+
+@dataclass(frozen=True)
 class Progress:
     """How far a long operation is.
 
@@ -47,14 +83,15 @@ class Progress:
         Units finished and units in all (tiles, files, steps ...).
     stage : str
         What is being done ("predict", "instances", "train" ...).
-    info : dict or None
-        Extra figures for the stage (loss, file name ...).
+    info : FileStep, FileStatus, EngineReady, dict or None
+        Extra figures for the stage: a payload of its own type for the stages
+        ``FILE``, ``BATCH`` and ``COMPILE``; a dict for the others (loss ...).
     """
 
     done: int
     total: int
     stage: str = ""
-    info: dict | None = None
+    info: FileStep | FileStatus | EngineReady | dict | None = None
 
     @property
     def fraction(self) -> float:
@@ -90,8 +127,6 @@ def prefetched(fn: Callable, items) -> Generator:
     background thread while the caller works on the current one (reading and
     normalising the next tiles while the network runs on these).  Closing the
     generator early waits for the one call in flight."""
-    from concurrent.futures import ThreadPoolExecutor
-
     items = list(items)
     if len(items) < 2:
         for item in items:

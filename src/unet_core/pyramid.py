@@ -20,7 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
+import tifffile
+import zarr
+
+from .fileio import READ_ERRORS
+from .lazyio import is_zarr_path
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +216,6 @@ def _spatial(shape, axes: str) -> tuple[int, int] | None:
 
 
 def _open_tiff(path: Path, force: bool):
-    import tifffile
-    import zarr
-
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes, shape, nlevels = series.axes, tuple(series.shape), len(series.levels)
@@ -245,16 +248,12 @@ def _ome_levels(node):
                     scale = tuple(float(s) for s in t["scale"][-2:])
         lead = arr.ndim - 2
         if lead and all(s == 1 for s in arr.shape[:lead]):
-            import dask.array as da
-
             arr = da.from_zarr(arr)[(0,) * lead]
         levels.append(arr)
     return levels, scale, (axes[-2:] if axes else "YX")
 
 
 def _open_zarr(path: Path, force: bool):
-    import zarr
-
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
         levels, scale, axes = [node], (1.0, 1.0), "YX"
@@ -284,9 +283,6 @@ def open_pyramid(path, force: bool = False) -> Pyramid | None:
 
     Reads only the file's metadata.
     """
-    from .fileio import READ_ERRORS
-    from .lazyio import is_zarr_path
-
     path = Path(path)
     try:
         if is_zarr_path(path):

@@ -12,9 +12,11 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import zarr
 
 from .errors import ImageFileError
 from .fileio import read_error_reason
+from .lazyimage import LazyImage
 
 
 class MissingChunksWarning(UserWarning):
@@ -100,8 +102,6 @@ def _plain(arr, path: Path):
     """A zarr array without metadata: leading axes of length 1 are dropped, so a
     (1, Y, X) store is the 2-D image it holds (segmented block by block when large),
     not a stack of one plane read whole."""
-    from .lazyio import LazyImage
-
     lead = ()
     while arr.ndim - len(lead) > 2 and arr.shape[len(lead)] == 1:
         lead += (0,)
@@ -111,10 +111,6 @@ def _plain(arr, path: Path):
 def open_zarr(path: Path, check_chunks: bool = True):
     """A zarr array or OME-Zarr image (level 0, its scale) as a LazyImage; with
     ``check_chunks``, missing chunks are warned about (:func:`warn_missing_chunks`)."""
-    import zarr
-
-    from .lazyio import LazyImage
-
     try:
         node = zarr.open(str(path), mode="r")
     except (ValueError, OSError, KeyError, TypeError) as err:

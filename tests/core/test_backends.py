@@ -89,7 +89,7 @@ def test_export_is_cached_per_content_hash_and_first_call_cost_is_reported():
     # export and load first, then the compile for the tile shape (OpenVINO compiles per shape)
     assert [p.done for p in compile_steps] in ([0, 1], [0, 1, 0, 1])
     info = compile_steps[-1].info
-    assert info["backend"] == FAST[0] and info["exported"] and info["seconds"] > 0
+    assert info.backend == FAST[0] and info.exported and info.seconds > 0
     assert [f.name for f in _onnx_files() if f.name.startswith(key)] == [f"{key}.v1.onnx"]
     # a second predictor of the same weights reuses the file, and pays no compile once ready
     again = Predictor(net, device="cpu", backend=FAST[0], precision="f32")

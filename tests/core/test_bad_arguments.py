@@ -5,6 +5,7 @@ import pytest
 
 from conftest import make_example
 from unet_core import cli
+from unet_core.errors import explain
 from unet_core.fileio import write_tiff
 from unet_core.metrics import evaluate
 
@@ -41,5 +42,5 @@ def test_sample_refuses_sizes_and_counts_that_make_nothing(tmp_path, capsys, arg
 
 
 def test_out_of_memory_names_what_helps_not_the_tile():
-    text = cli._explain(MemoryError("Unable to allocate 3.73 GiB for an array with shape (1, 10000, 10000)"))
+    text = explain(MemoryError("Unable to allocate 3.73 GiB for an array with shape (1, 10000, 10000)"))
     assert "--tile" not in text and "3.73 GiB" in text and "block by block" in text

@@ -13,9 +13,10 @@ import pytest
 
 from conftest import make_example
 from unet_core import ImageFileError, Predictor, cli
-from unet_core.fileio import atomic_write, read_image, sweep_parts, write_tiff
+from unet_core.fileio import read_image, write_tiff
 from unet_core.inputs import ChannelOrderWarning
 from unet_core.normalize import NonFiniteWarning
+from unet_core.safefiles import atomic_write, sweep_parts
 
 
 def _declaring_tiff(path, width, height):

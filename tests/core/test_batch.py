@@ -44,9 +44,9 @@ def test_batch_writes_outputs_and_reports_corrupt_file(folder, tmp_path, saved_m
     [(name, msg)] = report.failed
     assert name == "img1.tif" and "corrupt" in msg and "img1.tif" in msg
     per_file = [p for p in items if p.stage == "batch"]
-    assert [(p.done, p.total, p.info["status"]) for p in per_file] == \
+    assert [(p.done, p.total, p.info.status) for p in per_file] == \
         [(1, 3, "done"), (2, 3, "failed"), (3, 3, "done")]
-    assert per_file[1].info["error"] == msg
+    assert per_file[1].info.error == msg
     assert any(p.stage == "file" for p in items)
     for stem in ("img0", "img2"):
         labels = tifffile.imread(out / f"{stem}_labels.tif")

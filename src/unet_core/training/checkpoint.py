@@ -21,8 +21,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import ModelFileError
-from ..fileio import atomic_write, save_tensors
+from ..fileio import save_tensors
 from ..modelio import CARD_NAME, load_model, make_card, save_model
+from ..safefiles import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageFileError, InputError, UNetError
-from ..fileio import IMAGE_SUFFIXES, atomic_write, read_image, write_tiff
+from ..fileio import IMAGE_SUFFIXES, read_image, write_tiff
+from ..safefiles import atomic_write
 from ..scale import labels_diameter
 from .example import (  # noqa: F401  (part of this module's interface)
     Example,

@@ -20,10 +20,11 @@ from ..errors import InputError
 from ..modelio import DEFAULT_MODEL, Model, load_model, make_card, save_model
 from ..predict import Predictor
 from ..progress import Progress, Stage, run_to_end
+from ..safefiles import replace_dir
 from .checkpoint import discard_dir
 from .config import FinetuneConfig
 from .dataset import Example, TrainingSet, as_example
-from .outdir import CHECKPOINTS, check_out_dir, new_model_dir, new_sibling, out_dir_lock, replace_dir
+from .outdir import CHECKPOINTS, check_out_dir, new_model_dir, new_sibling, out_dir_lock
 from .results import HELD_BACK_BAND, FinetuneResult
 from .scaling import to_model_scale
 from .train import train_iter
@@ -121,7 +122,7 @@ def _finish(net, out: Path, card: dict, keep_checkpoints: bool) -> Path:
         save_model(net, new, card)
         if keep_checkpoints and (out / CHECKPOINTS).is_dir():
             os.replace(out / CHECKPOINTS, new / CHECKPOINTS)
-        replace_dir(new, out)
+        replace_dir(new, out, discard_dir)
     except BaseException:
         discard_dir(new)
         raise

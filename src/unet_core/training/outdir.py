@@ -4,7 +4,7 @@
   is written into: a user's own files there (a ``checkpoints/`` of another tool, an
   unrelated ``model.safetensors``) are never deleted or overwritten.
 * One training at a time per folder: a lock file beside it (``.<name>.lock``, held
-  with ``flock``, so the kernel releases it when the process dies, even by SIGKILL).
+  with an OS lock, so the system releases it when the process dies, even by SIGKILL).
 * The finished model is written complete into a hidden sibling folder and swapped in
   with renames, so a kill at any moment leaves the previous model or the new one.
 """
@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 
 from ..errors import InputError
-from ..fileio import names_open_file
 from ..modelio import CARD_NAME, WEIGHTS_NAME, bundled_model_dir, user_model_dir
+from ..safefiles import LockHeld, lock_file
 from .checkpoint import STATE_NAME, discard_dir
 
 CHECKPOINTS = "checkpoints"
@@ -114,37 +114,24 @@ def out_dir_lock(out_dir, base_path=None):
     """Hold the lock of an output folder for one training; refuse if another holds it.
 
     The lock is the file ``.<name>.lock`` beside the folder (so swapping the folder
-    does not drop it), locked with ``flock``: released when this process ends in any
-    way, and removed when the training ends.  Where ``fcntl`` does not exist (Windows) ``msvcrt.locking`` is used.
+    does not drop it), held with :func:`~unet_core.safefiles.lock_file`: released when
+    this process ends in any way, and removed when the training ends.
     """
     out = _check_place(out_dir, base_path)   # no lock file inside a base model or the package
-    out.parent.mkdir(parents=True, exist_ok=True)
-    path = out.parent / f".{out.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            _lock(fd)
-        except OSError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise InputError(f"Another training (process {holder}) is writing into {out}. Wait for "
-                             "it to end, or choose another folder.") from None
-        if not names_open_file(path, fd):     # removed by the training that held it just now
-            raise InputError(f"Another training has just written into {out}; run again.")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+    def refuse(err: LockHeld) -> InputError:
+        if err.removed:
+            return InputError(f"Another training has just written into {out}; run again.")
+        return InputError(f"Another training (process {err.holder or '?'}) is writing into {out}. "
+                          "Wait for it to end, or choose another folder.")
+
+    with lock_file(out.parent / f".{out.name}.lock", refuse):
         existed = out.exists()
         try:
             yield out
         except BaseException:
             _tidy_failed(out, existed)
             raise
-        finally:
-            # removed while still locked: a training that opened it meanwhile sees the
-            # file is gone (``names_open_file``) instead of locking a stale one
-            with contextlib.suppress(OSError):
-                path.unlink()
-    finally:
-        os.close(fd)     # closing releases the lock
 
 
 def _tidy_failed(out: Path, existed: bool) -> None:
@@ -160,31 +147,6 @@ def _tidy_failed(out: Path, existed: bool) -> None:
         for folder in (out / CHECKPOINTS, out if not existed else None):
             if folder is not None and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-
-
-def _lock(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:      # Windows
-        import msvcrt
-
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def replace_dir(new: Path, out: Path) -> None:
-    """Put the complete folder ``new`` (a hidden sibling of ``out``) at ``out``.
-
-    Two renames: ``out`` to a hidden ``.old-`` name, ``new`` into place; the old one is
-    deleted afterwards.  A kill in between leaves both complete, and the next
-    :func:`check_out_dir` of ``out`` finishes the swap.
-    """
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(new, out)
-    discard_dir(old)
 
 
 def new_sibling(out: Path) -> Path:
