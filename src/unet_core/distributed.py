@@ -1,6 +1,9 @@
 """dask.distributed backend: files spread over workers, huge images split into blocks.
 
-Workers import only ``unet_core`` (numpy, torch, scikit-image, zarr): no Qt, no
+The clients (:func:`make_client`), what workers rebuild a predictor from
+(:func:`predictor_spec`), and :class:`DaskExecutor`, which runs the block passes of
+:func:`unet_core.blocks.run_blocks` as tasks; a batch's files go over the workers
+through :meth:`unet_core.batch_run.BatchRun.run`.  Workers import only ``unet_core`` (numpy, torch, scikit-image, zarr): no Qt, no
 napari.  Each worker process loads a model once (:func:`worker_predictor`) and keeps
 it for every task of the same specification.
 
