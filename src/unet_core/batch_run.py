@@ -188,7 +188,8 @@ class BatchRun:
                 lambda p: Progress(self.report.count, self.total, Stage.FILE, p.info))
         except FILE_ERRORS as err:
             error = describe_failure(err)
-        yield Progress(self.report.count, self.total, Stage.BATCH, self.record(task, result, error))
+        info = self.record(task, result, error)
+        yield Progress(self.report.count, self.total, Stage.BATCH, info)
 
     def _run_cluster(self, tasks: list[FileTask], client):
         """Small files as one task each over the workers; images larger than memory one
