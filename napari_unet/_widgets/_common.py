@@ -15,6 +15,7 @@ import numpy as np
 
 from unet_core import Predictor, Progress, load_model
 from unet_core.progress import Stage
+from unet_core.route import route
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,10 @@ def layer_pixels(layer):
 
 
 def is_lazy(data) -> bool:
-    """Whether layer data goes block by block: not in memory (dask, zarr, ...), or a
-    2D image larger than :data:`unet_core.lazyio.SMALL_PIXELS`."""
-    from unet_core.lazyio import SMALL_PIXELS
-
-    shape = tuple(data.shape)
-    two_d = len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4)
-    return two_d and (not isinstance(data, np.ndarray) or shape[0] * shape[1] > SMALL_PIXELS)
+    """Whether layer data goes block by block (:func:`unet_core.route.route`): not in
+    memory (dask, zarr, ...), or a 2D image larger than
+    :data:`unet_core.lazyio.SMALL_PIXELS`."""
+    return route(data).blocks
 
 
 def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto", stain="auto",

@@ -8,6 +8,7 @@ from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QListWidge
 
 from unet_core import Progress
 from unet_core.progress import Stage
+from unet_core.route import INPUT_SUFFIXES
 
 from ._common import PredictorCache, PredictorKey, batch_job
 from ._controls import (
@@ -59,8 +60,11 @@ class BatchWidget(QWidget):
         self._input_dir = ""
 
         self.input_edit = FolderEdit("Choose the folder of input images")
-        self.pattern_edit = QLineEdit("*.tif*")
-        self.pattern_edit.setToolTip("Which files to segment, e.g. *.tif*, *.png, **/*.tif")
+        self.pattern_edit = QLineEdit()
+        every = ", ".join(f"*{ext}" for ext in INPUT_SUFFIXES)
+        self.pattern_edit.setPlaceholderText("every image (TIFF, PNG, JPEG, BMP, .zarr)")
+        self.pattern_edit.setToolTip(f"Which files to segment, e.g. *.tif*, *.png, **/*.tif.\n"
+                                     f"Empty: every image of the folder ({every}).")
         self.output_edit = FolderEdit("Choose the folder for the results")
         self.model_picker = ModelPicker()
         self.device_combo = inference_combo()
@@ -135,7 +139,7 @@ class BatchWidget(QWidget):
         self.failed_list.clear()
         self._show_counts()
         self.jobs.start("Batch segmentation", batch_job, self._cache, key, self.input_edit.path(),
-                        self.output_edit.path(), pattern=self.pattern_edit.text().strip() or "*",
+                        self.output_edit.path(), pattern=self.pattern_edit.text().strip() or None,
                         outputs=self.outputs(), device=key.device,
                         resume=self.resume_check.isChecked(), diameter=self.scale.diameter(),
                         stain=self.scale.stain(), scheduler=self.scheduler())

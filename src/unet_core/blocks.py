@@ -12,9 +12,11 @@ run on a different worker (:mod:`unet_core.distributed`):
    temporary zarr array, and the core's probabilities when asked;
 2. ``merge``: per core, the kept objects of the block and its 8 neighbours painted
    with global ids (block order decides the rare pixel two objects claim);
-3. ``measure``: per block, :func:`unet_core.batch.measure_objects` of its own objects
+3. ``measure``: per block, :func:`unet_core.measure.measure_objects` of its own objects
    on the final labels (each lies inside the block's region), tables concatenated.
 
+:func:`run_blocks` drives the passes through an executor: :class:`ThreadExecutor` on
+this machine, :class:`unet_core.distributed.DaskExecutor` over a cluster's workers.
 Memory is one window at a time, whatever the image size.
 """
 from __future__ import annotations
@@ -22,96 +24,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import shutil
-from dataclasses import asdict, dataclass
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .lazyio import CHUNK, create_array
+from .blockplan import BLOCK, OVERLAP, BlockPlan, job_key, make_plan, offsets_of  # noqa: F401
+from .lazyio import CHUNK, create_array, open_image
+from .measure import measure_objects
 from .progress import Progress, Stage
 from .window import segment_window
 
 log = logging.getLogger(__name__)
-
-#: Default block (core) side in px: a multiple of :data:`~unet_core.lazyio.CHUNK`.
-BLOCK = 2048
-#: Default room for nuclei crossing a block border, px (a nucleus up to ~this wide).
-OVERLAP = 64
-
-
-def _align_up(n: int, a: int) -> int:
-    return -(-int(n) // a) * a
-
-
-@dataclass(frozen=True)
-class BlockPlan:
-    """Blocks over an (H, W) image.
-
-    Attributes
-    ----------
-    shape : (int, int)
-    block : int
-        Core side in px.
-    overlap : int
-        Object margin around each core, px (a multiple of ``align``).
-    context : int
-        Network context beyond the margin, px (the model's exact halo).
-    """
-
-    shape: tuple
-    block: int = BLOCK
-    overlap: int = OVERLAP
-    context: int = 96
-
-    @property
-    def counts(self) -> tuple:
-        return tuple(-(-s // self.block) for s in self.shape)
-
-    def blocks(self) -> list:
-        ny, nx = self.counts
-        return [(i, j) for i in range(ny) for j in range(nx)]
-
-    def core(self, i, j) -> tuple:
-        """(y0, y1, x0, x1) of block (i, j)'s core."""
-        b, (h, w) = self.block, self.shape
-        return i * b, min((i + 1) * b, h), j * b, min((j + 1) * b, w)
-
-    def _grow(self, i, j, m) -> tuple:
-        y0, y1, x0, x1 = self.core(i, j)
-        h, w = self.shape
-        return max(y0 - m, 0), min(y1 + m, h), max(x0 - m, 0), min(x1 + m, w)
-
-    def region(self, i, j) -> tuple:
-        """Core + overlap, clipped to the image: where the block's objects may lie."""
-        return self._grow(i, j, self.overlap)
-
-    def window(self, i, j) -> tuple:
-        """Region + context: what the network reads for the block."""
-        return self._grow(i, j, self.overlap + self.context)
-
-    @property
-    def region_shape(self) -> tuple:
-        return tuple(min(self.block + 2 * self.overlap, s) for s in self.shape)
-
-
-def make_plan(shape, model_config, block: int = BLOCK, overlap: int | None = None,
-              diameter: float | None = None, scale: float = 1.0) -> BlockPlan:
-    """A plan whose window origins sit on the network's pooling grid (exact tiling at
-    ``scale`` 1; with resampling, windows agree with the whole image up to interpolation).
-
-    ``overlap`` defaults to 2.5 x ``diameter`` (the largest expected nucleus, image px)
-    when the diameter is known, else :data:`OVERLAP`.  The network's context is its
-    exact halo, in image px (``halo / scale``).
-    """
-    align = model_config.alignment
-    if overlap is None:
-        overlap = math.ceil(2.5 * diameter) if diameter else OVERLAP
-    overlap = _align_up(max(int(overlap), align), align)
-    block = _align_up(max(int(block), 2 * overlap), align)
-    context = _align_up(math.ceil(model_config.halo / min(max(scale, 1e-3), 1.0)), align)
-    return BlockPlan(tuple(int(s) for s in shape[:2]), block, overlap, context)
 
 
 # -- the three passes ----------------------------------------------------------------
@@ -165,8 +92,6 @@ class BlockJob:
         if isinstance(src, (str, Path)):
             cache = self.__dict__.get("_data")
             if cache is None:
-                from .lazyio import open_image
-
                 cache = self.__dict__["_data"] = open_image(src).data
             return cache
         return src
@@ -260,8 +185,6 @@ def merge_block(job: BlockJob, offsets: dict, ij) -> None:
 
 def measure_block(job: BlockJob, offsets: dict, counts: dict, ij) -> dict:
     """Pass 3 for block ``ij``: measurements of its own objects in image coordinates."""
-    from .batch import measure_objects
-
     i, j = ij
     r = job.plan.region(i, j)
     lab = np.asarray(_open(job, "labels")[r[0]:r[1], r[2]:r[3]])
@@ -287,73 +210,61 @@ def concat_tables(tables) -> dict:
     return {c: v[order] for c, v in out.items()}
 
 
-def offsets_of(plan: BlockPlan, counts: dict) -> dict:
-    """First id - 1 of each block's objects, in block order."""
-    offsets, total = {}, 0
-    for ij in plan.blocks():
-        offsets[ij] = total
-        total += counts[ij]
-    return offsets
+class ThreadExecutor:
+    """The passes on this machine: pass 1 with ``threads`` blocks in flight (they take
+    turns on the network, one lock, and run their watersheds side by side, so a GPU is
+    not left waiting for one CPU core; memory: one block's window per thread), passes
+    2 and 3 one block after another."""
 
+    def __init__(self, pred, threads: int = 1):
+        self.pred, self.threads = pred, int(threads)
 
-def job_key(plan: BlockPlan, settings, model_id, shape, dtype, source: str | None = None) -> dict:
-    """What a finished block depends on (an earlier run's blocks are reused if equal):
-    ``source`` identifies the input's content (a hash of its file), so blocks of an
-    image since replaced by another of the same shape are not reused."""
-    s = asdict(settings) if hasattr(settings, "__dataclass_fields__") else repr(settings)
-    return json.loads(json.dumps({"plan": asdict(plan), "settings": s, "model": model_id,
-                                  "shape": list(shape), "dtype": str(dtype), "source": source},
-                                 default=str))
+    def segment(self, job: BlockJob, blocks):
+        """Pass 1 over ``blocks``: yields (block, (objects, clipped)) as blocks finish."""
+        if self.threads <= 1 or len(blocks) < 2:
+            for ij in blocks:
+                yield ij, segment_block(job, self.pred, ij)
+            return
+        lock, todo = threading.Lock(), list(blocks)
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="block") as pool:
+            running = {}
+            try:
+                while todo or running:
+                    while todo and len(running) < self.threads:
+                        ij = todo.pop(0)
+                        running[pool.submit(segment_block, job, self.pred, ij, lock)] = ij
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        yield running.pop(fut), fut.result()
+            finally:
+                todo.clear()  # closed early (cancelled): start no more blocks
 
-
-def _segment_blocks(job: BlockJob, pred, blocks, threads: int):
-    """Pass 1 over ``blocks``: yields ((objects, clipped), block) as blocks finish.
-
-    With ``threads`` > 1 that many blocks are in flight: they take turns on the
-    network (one lock) and run their watersheds side by side, so a GPU is not left
-    waiting for one CPU core (memory: one block's window per thread)."""
-    if threads <= 1 or len(blocks) < 2:
+    def map(self, fn, args: tuple, blocks):
+        """``fn(*args, ij)`` for each block: yields (block, result) as blocks finish."""
         for ij in blocks:
-            yield segment_block(job, pred, ij), ij
-        return
-    import threading
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    lock, todo = threading.Lock(), list(blocks)
-    with ThreadPoolExecutor(threads, thread_name_prefix="block") as pool:
-        running = {}
-        try:
-            while todo or running:
-                while todo and len(running) < threads:
-                    ij = todo.pop(0)
-                    running[pool.submit(segment_block, job, pred, ij, lock)] = ij
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    yield fut.result(), running.pop(fut)
-        finally:
-            todo.clear()  # closed early (cancelled): start no more blocks
+            yield ij, fn(*args, ij)
 
 
-def run_local(job: BlockJob, pred, measure: bool = True, threads: int = 1):
-    """Generator: the three passes over the blocks; returns (objects, clipped, table
-    or None).  ``threads``: blocks segmented at once (see :func:`_segment_blocks`)."""
+def run_blocks(job: BlockJob, executor, measure: bool = True):
+    """Generator: the three passes over the blocks through ``executor``
+    (:class:`ThreadExecutor` or :class:`~unet_core.distributed.DaskExecutor`); returns
+    (objects, clipped, table or None)."""
     blocks = job.plan.blocks()
     n = len(blocks)
     counts, clipped = {}, 0
     yield Progress(0, n, Stage.PREDICT, {"blocks": n})
-    for k, ((count, c), ij) in enumerate(_segment_blocks(job, pred, blocks, threads)):
+    for k, (ij, (count, c)) in enumerate(executor.segment(job, blocks)):
         counts[ij] = count
         clipped += c
         yield Progress(k + 1, n, Stage.PREDICT, {"blocks": n})
     offsets = offsets_of(job.plan, counts)
-    for k, ij in enumerate(blocks):
-        merge_block(job, offsets, ij)
+    for k, _ in enumerate(executor.map(merge_block, (job, offsets), blocks)):
         yield Progress(k + 1, n, Stage.INSTANCES)
     table = None
     if measure:
         tables = []
-        for k, ij in enumerate(blocks):
-            tables.append(measure_block(job, offsets, counts, ij))
+        for k, (_, t) in enumerate(executor.map(measure_block, (job, offsets, counts), blocks)):
+            tables.append(t)
             yield Progress(k + 1, n, Stage.MEASURE)
         table = concat_tables(tables)
     return sum(counts.values()), clipped, table

@@ -19,6 +19,8 @@ import traceback
 from collections.abc import Callable, Generator
 from typing import Any
 
+import torch
+
 from .errors import UNetError
 from .progress import Progress
 
@@ -58,8 +60,6 @@ def _child_main(conn, cancel, threads: int | None, target: Callable, args: tuple
     if nice and hasattr(os, "nice"):
         os.nice(nice)
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     try:
         gen = target(*args, **kwargs)

@@ -8,28 +8,30 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .progress import Stage
+import numpy as np
+from tqdm import tqdm
+
+from .batch import batch_iter
+from .distributed import close_client, make_client
+from .fileio import check_fits
+from .large import segment_file_iter
+from .modelio import load_model
+from .outputs import output_paths, output_stems
+from .predict import Predictor
+from .progress import Stage, run_to_end
+from .route import route
 
 
 def _predictor(args):
-    from .modelio import load_model
-    from .predict import Predictor
-
     return Predictor(load_model(args.model), device=args.device, tile=args.tile, tta=args.tta,
                      diameter=args.diameter, stain=args.stain)
 
 
 def cmd_batch(args) -> int:
-    from tqdm import tqdm
-
-    from .batch import batch_iter
-
     outputs = ["labels"] + (["prob"] if args.prob else []) + ([] if args.no_csv else ["csv"])
     pred = _predictor(args)
     client = None
     if args.scheduler:
-        from .distributed import make_client
-
         client = make_client(args.scheduler, args.workers)
     gen = batch_iter(pred, args.input, args.output, pattern=args.pattern, outputs=outputs,
                      resume=not args.no_resume, zarr=args.zarr, client=client, block=args.block,
@@ -56,8 +58,6 @@ def cmd_batch(args) -> int:
         bar.close()
         gen.close()
         if client is not None:
-            from .distributed import close_client
-
             close_client(client)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     print(f"{done} done, {skipped} skipped (up to date), {failed} failed -> {args.output}")
@@ -78,18 +78,13 @@ def predict_large(pred, image, out: Path, args, stem: str | None = None) -> bool
     ``<stem>_labels`` (``stem``: the input's output stem, distinct among the inputs of
     one run; see :func:`~unet_core.outputs.output_stems`); returns False for images
     that fit (the caller reads them whole, :func:`read_whole`)."""
-    from .large import ZARR_PIXELS, segment_file_iter, wants_blocks
-    from .progress import run_to_end
-
-    if not wants_blocks(image):
+    way = route(image, getattr(args, "zarr", False))
+    if not way.blocks:
         return False
     path = image.path
-    stem = stem or (path.name[: -len(path.suffix)] if path.suffix else path.name)
-    ext = ".zarr" if getattr(args, "zarr", False) or image.shape[0] * image.shape[1] > ZARR_PIXELS \
-        else ".tif"
-    outputs = {"labels": out / f"{stem}_labels{ext}"}
-    if getattr(args, "prob", False):
-        outputs["prob"] = out / f"{stem}_prob{ext}"
+    stem = stem or output_stems([path])[0][path]
+    wanted = ("labels", "prob") if getattr(args, "prob", False) else ("labels",)
+    outputs = output_paths(stem, out, wanted, way.zarr)
     result = run_to_end(segment_file_iter(pred, image, outputs))
     print(f"{path.name}: {result['objects']} objects -> {outputs['labels']}")
     return True
@@ -98,10 +93,6 @@ def predict_large(pred, image, out: Path, args, stem: str | None = None) -> bool
 def read_whole(image):
     """The pixels of an opened image (a LazyImage) that fits in memory, as numpy; its
     shape is checked by :func:`~unet_core.inputs.check_image_size` first."""
-    import numpy as np
-
-    from .fileio import check_fits
-
     if isinstance(image.data, np.ndarray):
         return image.data
     check_fits(image.path, image.shape, image.nbytes)

@@ -1,6 +1,9 @@
 """dask.distributed backend: files spread over workers, huge images split into blocks.
 
-Workers import only ``unet_core`` (numpy, torch, scikit-image, zarr): no Qt, no
+The clients (:func:`make_client`), what workers rebuild a predictor from
+(:func:`predictor_spec`), and :class:`DaskExecutor`, which runs the block passes of
+:func:`unet_core.blocks.run_blocks` as tasks; a batch's files go over the workers
+through :meth:`unet_core.batch_run.BatchRun.run`.  Workers import only ``unet_core`` (numpy, torch, scikit-image, zarr): no Qt, no
 napari.  Each worker process loads a model once (:func:`worker_predictor`) and keeps
 it for every task of the same specification.
 
@@ -11,11 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
-from pathlib import Path
+from urllib.parse import urlsplit
 
-from .errors import InputError, explain
-from .progress import Progress, Stage
+from .blocks import segment_block
+from .errors import InputError
+from .modelio import load_model
+from .predict import Predictor
+from .window import block_predictor
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +51,6 @@ def make_client(scheduler: str = "local", workers: int | None = None, threads: i
         raise InputError("The cluster backend needs dask.distributed: "
                          "pip install 'napari-unet[distributed]'.") from None
     if scheduler in (None, "", "local"):
-        import os
-
         n = workers or max(1, min(2, os.cpu_count() or 1))
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True,
                                dashboard_address=None)
@@ -66,9 +72,6 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     answers: nothing listening, or a listener that never speaks (a dask scheduler
     sends its handshake as soon as a connection opens; the client would wait for it
     forever).  Other protocols (tls://, ...) are left to dask."""
-    import socket
-    from urllib.parse import urlsplit
-
     if "://" in address and not address.startswith("tcp://"):
         return
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
@@ -116,8 +119,6 @@ def predictor_spec(pred) -> dict:
 
 def worker_predictor(spec: dict):
     """The Predictor of ``spec`` in this process, built on first use."""
-    from .predict import Predictor
-
     model = spec["model"]
     key = json.dumps({k: (v if k != "model" or isinstance(v, str) else id(v))
                       for k, v in spec.items()}, sort_keys=True, default=str)
@@ -125,8 +126,6 @@ def worker_predictor(spec: dict):
         pred = _PREDICTORS.get(key)
         if pred is None:
             if isinstance(model, str):
-                from .modelio import load_model
-
                 model = load_model(model)
             pred = Predictor(model, device=spec["device"], tile=spec["tile"], halo=spec["halo"],
                              border=spec["border"], tta=spec["tta"], batch_size=spec["batch_size"],
@@ -138,89 +137,29 @@ def worker_predictor(spec: dict):
 
 
 def _segment_task(job, spec, ij):
-    from .blocks import segment_block
-    from .window import block_predictor
-
     return segment_block(job, block_predictor(worker_predictor(spec)), ij)
 
 
-def run_blocks(client, job, spec: dict, measure: bool = True):
-    """Generator: the passes of :mod:`unet_core.blocks` over the cluster's workers;
-    returns (objects, clipped, table or None) as :func:`unet_core.blocks.run_local`."""
+def _as_completed(futures: dict):
+    """(block, result) of each future of ``futures`` (future -> block) as it finishes."""
     from distributed import as_completed
 
-    from .blocks import concat_tables, measure_block, merge_block, offsets_of
-
-    blocks = job.plan.blocks()
-    n = len(blocks)
-    yield Progress(0, n, Stage.PREDICT, {"blocks": n})
-    futures = {client.submit(_segment_task, job, spec, ij, pure=False): ij for ij in blocks}
-    counts, clipped = {}, 0
-    for k, fut in enumerate(as_completed(futures)):
-        counts[futures[fut]], c = fut.result()
-        clipped += c
-        yield Progress(k + 1, n, Stage.PREDICT, {"blocks": n})
-    offsets = offsets_of(job.plan, counts)
-    merged = client.map(merge_block, [job] * n, [offsets] * n, blocks, pure=False)
-    for k, fut in enumerate(as_completed(merged)):
-        fut.result()
-        yield Progress(k + 1, n, Stage.INSTANCES)
-    table = None
-    if measure:
-        futs = client.map(measure_block, [job] * n, [offsets] * n, [counts] * n, blocks, pure=False)
-        tables = []
-        for k, fut in enumerate(as_completed(futs)):
-            tables.append(fut.result())
-            yield Progress(k + 1, n, Stage.MEASURE)
-        table = concat_tables(tables)
-    return sum(counts.values()), clipped, table
-
-
-def _file_task(spec, src: str, output_dir: str, stem: str, options: dict):
-    """Segment one file on a worker; returns (result of process_file or None, error or None)."""
-    from .batch import FILE_ERRORS, process_file
-    from .progress import run_to_end
-
-    try:
-        return run_to_end(process_file(worker_predictor(spec), Path(src), Path(output_dir), stem,
-                                       **options)), None
-    except FILE_ERRORS as err:
-        return None, explain(err)
-
-
-def submit_file(client, spec: dict, src, output_dir, stem: str, options: dict):
-    """A future of :func:`unet_core.batch.process_file` (``options``: its keywords) on
-    one of the workers."""
-    return client.submit(_file_task, spec, str(src), str(output_dir), stem, options, pure=False)
-
-
-def run_files(pred, todo, output_dir, options, client, status, status_path, report, n):
-    """Small files as one task each over the workers; images larger than memory one
-    after another, each split into blocks over the workers."""
-    from distributed import as_completed
-
-    from .batch import FILE_ERRORS, count_files, file_iter, record_result
-    from .large import wants_blocks
-    from .lazyio import open_image
-
-    spec = predictor_spec(pred)
-    futures, big = {}, []
-    for item in todo:
-        src = item[0]
-        try:
-            is_big = wants_blocks(open_image(src)) if src.suffix.lower() in (".tif", ".tiff", ".zarr") \
-                else False
-        except FILE_ERRORS:
-            is_big = False   # the worker reports the error
-        if is_big:
-            big.append(item)
-        else:
-            futures[submit_file(client, spec, src, output_dir, item[2], options)] = item
     for fut in as_completed(futures):
-        src, name, stem, content, key = futures[fut]
-        result, error = fut.result()
-        info = record_result(report, status, status_path, name, content, key, result, error)
-        yield Progress(count_files(report), n, "batch", info)
-    for entry in big:
-        yield from file_iter(pred, entry, output_dir, options, status, status_path, report, n,
-                             client=client, spec=spec)
+        yield futures[fut], fut.result()
+
+
+class DaskExecutor:
+    """The passes of :func:`unet_core.blocks.run_blocks` over a cluster's workers, one
+    task per block; workers rebuild the predictor from ``spec``
+    (:func:`predictor_spec`)."""
+
+    def __init__(self, client, spec: dict):
+        self.client, self.spec = client, spec
+
+    def segment(self, job, blocks):
+        futures = {self.client.submit(_segment_task, job, self.spec, ij, pure=False): ij
+                   for ij in blocks}
+        return _as_completed(futures)
+
+    def map(self, fn, args: tuple, blocks):
+        return _as_completed({self.client.submit(fn, *args, ij, pure=False): ij for ij in blocks})

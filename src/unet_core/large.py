@@ -14,27 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .blocks import BLOCK, BlockJob, job_key, make_plan, prepare, run_local
+from .blockplan import BLOCK, job_key, make_plan
+from .blocks import BlockJob, ThreadExecutor, prepare, run_blocks
+from .distributed import DaskExecutor
 from .errors import InputError
 from .fileio import content_hash
 from .lazyio import LazyImage, open_image, zarr_to_tiff
+from .measure import write_csv
+from .progress import Progress, Stage
 from .safefiles import replace_dir
 from .window import block_predictor, block_threads, image_settings
-
-#: Outputs of images above this many pixels default to zarr (TIFF is one file per image,
-#: slow to read by window in napari); ``zarr=True`` asks for zarr at any size.
-ZARR_PIXELS = 8192 * 8192
-
-
-def wants_blocks(image: LazyImage) -> bool:
-    """Whether an image goes block by block: a 2D (H, W) / (H, W, C) image that is
-    not in memory or larger than :data:`~unet_core.lazyio.SMALL_PIXELS`."""
-    from .lazyio import SMALL_PIXELS
-
-    shape = image.shape
-    two_d = len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4)
-    return two_d and (not isinstance(image.data, np.ndarray)
-                      or shape[0] * shape[1] > SMALL_PIXELS)
 
 
 def _finish_array(src: Path, final: Path) -> Path:
@@ -87,44 +76,48 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
         0), and the diameter, scale and stain used (``ImageSettings.as_record()``;
         the ImageSettings itself under "image_settings").
     """
-    from .progress import Progress, Stage
-
     image = source if isinstance(source, LazyImage) else open_image(source)
     first = next(iter(outputs.values()))
     work = Path(first).parent / f".{Path(first).name}.blocks.part"
     settings = image_settings(pred, image.data)
-    plan = make_plan(image.shape, pred.model.config, block, overlap,
-                     settings.diameter, settings.scale)
-    use_path = client is not None
-    if use_path and image.path is None:
-        raise InputError("A cluster needs the image as a file or zarr path its workers can read.")
-    job = BlockJob(str(image.path) if use_path else image.data, plan, settings, str(work),
-                   want_prob="prob" in outputs, out_channels=pred.model.config.out_channels)
+    job = _block_job(pred, image, settings, work, outputs, block, overlap,
+                     use_path=client is not None)
     if source_id is None and image.path is not None:
         source_id = content_hash(Path(image.path))["hash"]
-    prepare(job, job_key(plan, settings, model_id, image.shape, image.data.dtype, source_id))
-    measure = "csv" in outputs
+    prepare(job, job_key(job.plan, settings, model_id, image.shape, image.data.dtype, source_id))
     if client is not None:
-        from .distributed import run_blocks
-
-        objects, clipped, table = yield from run_blocks(client, job, model_spec, measure)
+        executor = DaskExecutor(client, model_spec)
     else:
-        objects, clipped, table = yield from run_local(
-            job, block_predictor(pred), measure,
-            block_threads(pred) if threads is None else int(threads))
+        executor = ThreadExecutor(block_predictor(pred),
+                                  block_threads(pred) if threads is None else int(threads))
+    objects, clipped, table = yield from run_blocks(job, executor, measure="csv" in outputs)
     yield Progress(0, 1, Stage.WRITE)
+    _finish(work, outputs, table)
+    yield Progress(1, 1, Stage.WRITE)
+    return {"objects": int(objects), "clipped": int(clipped), "settings": settings.as_record(),
+            "image_settings": settings}
+
+
+def _block_job(pred, image: LazyImage, settings, work: Path, outputs: dict, block: int,
+               overlap, use_path: bool) -> BlockJob:
+    """The blocks of ``image`` (read from its path by a cluster's workers: ``use_path``)."""
+    plan = make_plan(image.shape, pred.model.config, block, overlap,
+                     settings.diameter, settings.scale)
+    if use_path and image.path is None:
+        raise InputError("A cluster needs the image as a file or zarr path its workers can read.")
+    return BlockJob(str(image.path) if use_path else image.data, plan, settings, str(work),
+                    want_prob="prob" in outputs, out_channels=pred.model.config.out_channels)
+
+
+def _finish(work: Path, outputs: dict, table) -> None:
+    """The work folder's finished arrays (and ``table``) to ``outputs``; then it goes."""
     if "labels" in outputs:
         _finish_array(work / "labels", Path(outputs["labels"]))
     if "prob" in outputs:
         _finish_array(work / "prob", Path(outputs["prob"]))
-    if measure:
-        from .batch import write_csv
-
+    if "csv" in outputs:
         write_csv(outputs["csv"], table or {"label": np.zeros(0, np.int64)})
     shutil.rmtree(work, ignore_errors=True)
-    yield Progress(1, 1, Stage.WRITE)
-    return {"objects": int(objects), "clipped": int(clipped), "settings": settings.as_record(),
-            "image_settings": settings}
 
 
 def build_pyramid(group_dir, source=None, min_side: int = 1024, chunk: int = 1024):
@@ -167,8 +160,6 @@ def segment_to_pyramid_iter(pred, data, folder, want_prob: bool = False, block: 
     "foreground": [zarr levels] or None}.
     """
     import zarr
-
-    from .progress import Progress, Stage
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

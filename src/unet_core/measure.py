@@ -5,6 +5,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from skimage.measure import regionprops_table
 
 from .errors import InputError
 from .safefiles import atomic_write
@@ -51,8 +52,6 @@ def measure_objects(labels: np.ndarray, image: np.ndarray | None = None) -> dict
         equivalent_diameter_area, perimeter, solidity, orientation (rad),
         axis_major_length, axis_minor_length (2D only past solidity).
     """
-    from skimage.measure import regionprops_table
-
     labels = np.asarray(labels)
     props = _PROPS_2D if labels.ndim == 2 else _PROPS_3D
     if image is not None:

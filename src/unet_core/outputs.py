@@ -1,8 +1,24 @@
-"""Output names: one distinct ``<stem>`` per input, so no result overwrites another."""
+"""Output names: one distinct ``<stem>`` per input, so no result overwrites another,
+and the files each run writes for it (``<stem>_labels.tif``, ...)."""
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+
+#: What a run can write per input.
+OUTPUTS = ("labels", "prob", "csv")
+SUFFIXES = {"labels": "_labels.tif", "prob": "_prob.tif", "csv": "_objects.csv"}
+ZARR_SUFFIXES = {"labels": "_labels.zarr", "prob": "_prob.zarr", "csv": "_objects.csv"}
+#: The endings of every output name (a folder run skips inputs that end so).
+OUTPUT_ENDINGS = tuple(SUFFIXES.values()) + tuple(ZARR_SUFFIXES.values())
+_MULTI_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr")
+
+
+def output_paths(stem: str, output_dir, outputs=("labels", "csv"), as_zarr: bool = False) -> dict[str, Path]:
+    """Where the ``outputs`` of input ``<stem>.*`` go: {"labels": .../<stem>_labels.tif, ...}
+    (``.zarr`` stores instead of TIFF with ``as_zarr``)."""
+    suffixes = ZARR_SUFFIXES if as_zarr else SUFFIXES
+    return {k: Path(output_dir) / f"{stem}{suffixes[k]}" for k in outputs}
 
 
 def resolved(path: Path) -> Path:
@@ -14,10 +30,22 @@ def resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def _candidates(path: Path):
-    """Ever longer names for ``path``: stem, stem + suffix, then parent folders in front."""
-    yield path.stem
-    tail = path.name.replace(".", "_") if path.suffix else path.name
+def _candidates(path: Path, root: Path | None = None):
+    """Ever longer names for ``path``: stem, stem + suffix, then parent folders in front.
+
+    With ``root``, the stem is the path inside ``root`` without its extension (OME's
+    ``.ome.tif`` included), and the suffix is added in lower case."""
+    if root is None:
+        yield path.stem
+        tail = path.name.replace(".", "_") if path.suffix else path.name
+    else:
+        name = str(path.relative_to(root))
+        for ext in _MULTI_SUFFIXES + (path.suffix,):
+            if ext and name.lower().endswith(ext):
+                name = name[: -len(ext)]
+                break
+        yield name
+        tail = f"{name}_{path.suffix.lstrip('.').lower()}"
     yield tail
     for parent in resolved(path).parents:
         if not parent.name:
@@ -26,7 +54,7 @@ def _candidates(path: Path):
         yield tail
 
 
-def output_stems(paths) -> tuple[dict[Path, str], list[str]]:
+def output_stems(paths, root=None) -> tuple[dict[Path, str], list[str]]:
     """A distinct output stem for every input file.
 
     Inputs keep their own stem (``img.tif`` -> ``img``) unless another input has the
@@ -37,6 +65,9 @@ def output_stems(paths) -> tuple[dict[Path, str], list[str]]:
     Parameters
     ----------
     paths : iterable of str or Path
+    root : path, optional
+        The folder the inputs were found in: stems are their paths inside it
+        (``sub/img``), without the extension (``img.ome.tif`` -> ``img``).
 
     Returns
     -------
@@ -45,6 +76,7 @@ def output_stems(paths) -> tuple[dict[Path, str], list[str]]:
     notes : list of str
         One line per renamed or repeated input, for the user.
     """
+    root = None if root is None else Path(root)
     unique, notes, seen = [], [], {}
     for p in map(Path, paths):
         key = resolved(p)
@@ -53,7 +85,7 @@ def output_stems(paths) -> tuple[dict[Path, str], list[str]]:
             continue
         seen[key] = p
         unique.append(p)
-    gens = {p: _candidates(p) for p in unique}
+    gens = {p: _candidates(p, root) for p in unique}
     stems = {p: next(gens[p]) for p in unique}
     while True:
         groups = defaultdict(list)
@@ -66,7 +98,7 @@ def output_stems(paths) -> tuple[dict[Path, str], list[str]]:
             for p in ps:
                 stems[p] = next(gens[p], None) or f"{stems[p]}_{unique.index(p) + 1}"
     for p in unique:
-        if stems[p] != p.stem:
+        if stems[p] != next(_candidates(p, root)):
             notes.append(f"{p} shares its name with another input: its results are named "
                          f"{stems[p]}_*")
     return stems, notes

@@ -81,9 +81,9 @@ def test_a_5d_zarr_names_the_shapes_that_work(saved_model, tmp_path, capsys):
 def test_a_zarr_with_a_leading_axis_of_one_goes_block_by_block(tmp_path):
     """A (1, Y, X) store is the 2-D image it holds: large ones go block by block (read
     whole as a stack of one plane, 1e8 px ran out of memory after the network)."""
-    from unet_core.large import wants_blocks
+    from unet_core.route import route
 
     store = _zarr(tmp_path / "one.zarr", make_example(0, 96)[0][None], chunks=(1, 48, 48))
     image = open_image(store)
-    assert image.shape == (96, 96) and wants_blocks(image)
+    assert image.shape == (96, 96) and route(image).blocks
     np.testing.assert_array_equal(np.asarray(image.data[10:20, 30:40]), make_example(0, 96)[0][10:20, 30:40])

@@ -121,3 +121,26 @@ def test_batch_on_a_local_dask_cluster(batch, folder, tmp_path, qtbot, notificat
     batch.output_edit.set_path(tmp_path / "nowhere")
     _run(qtbot, batch)
     assert "Cannot reach the dask scheduler" in batch.run_bar.status.text()
+
+
+def test_batch_finds_every_input_the_command_line_finds(batch, tmp_path, qtbot):
+    """By default the widget takes what ``napari-unet batch`` takes: TIFF, PNG and
+    .zarr stores (one list of input suffixes), not only ``*.tif*``."""
+    import imageio.v3 as iio
+    import numpy as np
+    import zarr
+
+    src = tmp_path / "in"
+    src.mkdir()
+    images = [synthetic_nuclei((64, 64), seed=k)[0] for k in range(3)]
+    tifffile.imwrite(src / "a.tif", images[0])
+    iio.imwrite(src / "b.png", (images[1] // 256).astype(np.uint8))
+    zarr.create_array(str(src / "c.zarr"), shape=(64, 64), dtype=images[2].dtype,
+                      chunks=(32, 32))[...] = images[2]
+    out = tmp_path / "out"
+    batch.input_edit.set_path(src)
+    batch.output_edit.set_path(out)
+    _run(qtbot, batch)
+    assert batch.counts_label.text() == "done 3  ·  skipped 0  ·  failed 0"
+    assert {p.name for p in out.glob("*_labels.tif")} == {
+        "a_labels.tif", "b_labels.tif", "c_labels.tif"}
