@@ -70,7 +70,8 @@ def output_dir(path) -> Path:
 
 
 def cmd_predict(args) -> int:
-    pred = Predictor(load_model(args.model), predict_options(args))
+    options = predict_options(args)         # checked before the model loads
+    pred = Predictor(load_model(args.model), options)
     out = output_dir(args.output)
     stems, notes = output_stems(args.images)
     for note in notes:

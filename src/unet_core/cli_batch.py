@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 from .cli_options import add_command, add_predict_options, predict_options
+from .modelio import load_model
+from .predict import Predictor
 from .progress import Stage
 from .training.config import positive_int
 
 
 def _predictor(args):
-    from .modelio import load_model
-    from .predict import Predictor
-
-    return Predictor(load_model(args.model), predict_options(args))
+    options = predict_options(args)         # checked before the model loads
+    return Predictor(load_model(args.model), options)
 
 
 def cmd_batch(args) -> int:

@@ -44,6 +44,47 @@ class PredictOptions:
     ``halo`` and ``batch_size`` left at None are decided by the Predictor (from the
     device memory and the model); ``preset`` fills in those of ``tile``, ``halo`` and
     ``border`` not given.  Each field's help text is its command-line option's.
+
+    Attributes
+    ----------
+    device : str
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
+    tile : int, optional
+        Maximum core size in px (rounded to the model's alignment). Default: as large
+        as the device memory allows. Images at most this size run as a single tile.
+    halo : int, optional
+        Border read around each core. Default: the model's exact halo (96 px at
+        depth 4). Smaller halos are faster but no longer exact.
+    batch_size : int, optional
+        Tiles per forward pass. Default: as many as fit the memory budget (max 8).
+    preset : str, optional
+        "exact" (the default) or "classic" (128 px cores in 256 px reflect-padded tiles).
+    border : str, optional
+        Beyond the image edges the network sees "reflect" (``halo`` px of mirrored
+        image) or "none" (the default: nothing, the network's own zero padding, as at
+        the edges of its training crops; cheaper, since no pixels are added). Either
+        way the tiled result equals one whole-image pass with the same border.
+    tta : bool
+        Test-time augmentation: average the probabilities of the tile, its left-right
+        and up-down mirror images and its 180-degree rotation.  Four forward passes, so
+        about 4x slower, for smoother maps and fewer split or merged nuclei.  Mirroring
+        keeps the tiles' alignment, so the tiled result is still exact.
+    diameter : "auto", float or None
+        Nucleus diameter in the image's px.  The image is resampled so its nuclei come
+        to the model's own ``diameter`` (model card), segmented with the exact tiling
+        at that scale, and the results are brought back to the image's grid.  "auto"
+        (default) estimates it from the image (:mod:`unet_core.sizing`); None uses
+        the image as it is.
+    stain : str
+        "auto" (default: decided from the channels and the background),
+        "fluorescence", "brightfield" or "he" (see :mod:`unet_core.stain`).
+    backend : str
+        What runs the network: "auto" (on a CPU the fastest installed of OpenVINO and
+        ONNX Runtime, else PyTorch; on a GPU PyTorch), "torch", "openvino",
+        "onnxruntime".  See :mod:`unet_core.backends`.
+    precision : str
+        "auto" (f32 on a CPU; PyTorch's mixed precision on a GPU), "f32" or "bf16"
+        (OpenVINO on CPUs that run it natively: faster, changes some labels).
     """
 
     device: str = _opt(DEFAULT_DEVICE, "auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:1, mps")
@@ -138,5 +179,5 @@ def _whole(value, name: str, low: int):
     if isinstance(value, numbers.Real) and not isinstance(value, bool) \
             and float(value).is_integer() and value >= low:
         return int(value)
-    raise InputError(f"{name} must be a whole number >= {low} (or left out for the default), "
+    raise InputError(f"{name} must be >= {low}, a whole number (leave it out for the default), "
                      f"got {value!r}.")

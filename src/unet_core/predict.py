@@ -53,13 +53,14 @@ class Predictor(SettingsMixin):
         Options by name (``Predictor(model, device="cpu", tile=512)``), over
         ``options``.
 
-    The tiled result equals one whole-image pass with the same border whenever
-    ``halo`` is at least the model's exact halo (its default).  ``tile``, ``halo``,
-    ``border``, ``backend`` and ``precision`` attributes hold what the options
-    resolved to; :attr:`options` gives them back as options.
+    The ``tile``, ``halo``, ``border``, ``backend`` and ``precision`` attributes hold
+    what the options resolved to (:attr:`options` gives them back as options).
     """
 
     def __init__(self, model=DEFAULT_MODEL, options: PredictOptions | None = None, **changes):
+        if options is not None and not isinstance(options, PredictOptions):
+            raise InputError(f"options must be a PredictOptions, got {options!r}; give the "
+                             "others by name, e.g. Predictor(model, device='cpu').")
         options = (options or PredictOptions()).replace(**changes)
         tile, halo, self.border = options.tiling()
         if isinstance(model, torch.nn.Module):
