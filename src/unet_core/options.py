@@ -12,6 +12,8 @@ import dataclasses
 import numbers
 from dataclasses import dataclass, field, fields
 
+import torch
+
 from .backends import BACKENDS, PRECISIONS
 from .devices import DEFAULT_DEVICE
 from .errors import InputError
@@ -118,7 +120,8 @@ class PredictOptions:
 
     def __post_init__(self):
         set_ = object.__setattr__
-        set_(self, "device", _text(self.device, "device"))
+        device = str(self.device) if isinstance(self.device, torch.device) else self.device
+        set_(self, "device", _text(device, "device"))
         for name, low in (("tile", 1), ("halo", 0), ("batch_size", 1)):
             set_(self, name, _whole(getattr(self, name), name, low))
         for name, allowed in (("preset", tuple(PRESETS)), ("border", BORDERS),

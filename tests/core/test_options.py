@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from unet_core import InputError, PredictOptions, Predictor
 from unet_core.cli import build_parser, main
@@ -84,6 +85,7 @@ def test_options_are_normalised():
     opts = PredictOptions(diameter="12", stain="H&E", backend="Torch", tile=np.int64(64))
     assert (opts.diameter, opts.stain, opts.backend, opts.tile) == (12.0, "he", "torch", 64)
     assert PredictOptions(diameter="none").diameter is None
+    assert PredictOptions(device=torch.device("cpu")).device == "cpu"
     assert PredictOptions(preset="classic").tiling() == (128, 64, "reflect")
     assert PredictOptions(preset="classic", halo=32).tiling() == (128, 32, "reflect")
     assert PredictOptions().tiling() == (None, None, "none")
