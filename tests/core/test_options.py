@@ -33,6 +33,7 @@ def test_batch_offers_every_inference_option_of_predict():
             "--diameter", "--stain", "--device", "--tta"} <= inference
     assert inference <= _flags("predict")
     assert inference <= _flags("batch")
+    assert _flags("predict") <= _flags("batch")      # and the rest: --model, --prob, --zarr
     text = _help("batch")            # what a user reads from napari-unet batch --help
     assert all(flag in text for flag in inference | {"--model"})
 
