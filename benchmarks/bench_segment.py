@@ -83,7 +83,7 @@ class StageTimer:
         self.seconds = {"read+normalise": 0.0, "network": 0.0}
         self._undo = []
         self._wrap(predict_module, "apply_range", "read+normalise")
-        self._wrap(pred, "_forward", "network")
+        self._wrap(pred.network, "forward", "network")
 
     def _wrap(self, owner, name, key):
         fn = getattr(owner, name)

@@ -38,14 +38,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     pred = Predictor("nuclei", device="cpu")
     new_fn = predict_module.probs_to_labels
-    forward, seen = pred._forward, {}
+    forward, seen = pred.network.forward, {}
 
     def forward_once(x):                 # the second segment of an image reuses the network's
         key = hashlib.sha1(x.tobytes()).hexdigest()
         if key not in seen:
             seen[key] = forward(x)
         return seen[key]
-    pred._forward = forward_once
+    pred.network.forward = forward_once
     rows = defaultdict(lambda: {"new": [], "old": [], "agree": []})
     worst = []
     for ex in load_pairs(args.pairs):

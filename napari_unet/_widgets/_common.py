@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import numpy as np
 
-from unet_core import Predictor, Progress, load_model
+from unet_core import PredictOptions, Predictor, Progress, load_model
 from unet_core.progress import Stage
 from unet_core.route import route
 
@@ -22,19 +22,17 @@ log = logging.getLogger(__name__)
 #: Tiling choices of the Segment widget: (label, preset key).
 TILINGS = (("exact (default)", "exact"), ("classic 128 -> 256", "classic"), ("custom", "custom"))
 
-@dataclass(frozen=True)
-class PredictorKey:
-    """Everything a :class:`~unet_core.Predictor` is built from."""
-
-    model: str
-    device: str = "auto"
-    preset: str | None = None
-    tile: int | None = None
-    halo: int | None = None
-    batch_size: int | None = None
-    tta: bool = False
-    backend: str = "auto"
-    precision: str = "auto"
+#: What a Predictor is built from: the model, then every :class:`~unet_core.PredictOptions`
+#: field but the per-image ones (nucleus size and stain go to
+#: :meth:`~unet_core.Predictor.with_options`), with the options' defaults.
+_PER_IMAGE = ("diameter", "stain")
+PredictorKey = make_dataclass(
+    "PredictorKey", [("model", str)] + [(f.name, f.type, field(default=f.default))
+                                        for f in fields(PredictOptions) if f.name not in _PER_IMAGE],
+    frozen=True, namespace={
+        "__doc__": "Everything a :class:`~unet_core.Predictor` is built from.",
+        "options": lambda self: PredictOptions(**{k: v for k, v in asdict(self).items()
+                                                  if k != "model"})})
 
 
 class PredictorCache:
@@ -56,11 +54,7 @@ class PredictorCache:
         with self._lock:
             if self._predictor is None or stamp != self._stamp:
                 self._predictor = self._stamp = None
-                self._predictor = Predictor(load_model(key.model), device=key.device,
-                                            tile=key.tile, halo=key.halo,
-                                            batch_size=key.batch_size, preset=key.preset,
-                                            tta=key.tta, backend=key.backend,
-                                            precision=key.precision)
+                self._predictor = Predictor(load_model(key.model), key.options())
                 self._stamp = stamp
             return self._predictor
 

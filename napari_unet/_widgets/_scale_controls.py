@@ -4,6 +4,7 @@ from __future__ import annotations
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QPushButton, QWidget
 
+from unet_core.scale import MAX_DIAMETER
 from unet_core.stain import STAIN_CHOICES, STAIN_NAMES
 
 
@@ -18,7 +19,7 @@ class ScaleControls(QWidget):
     def __init__(self, parent=None, estimate: bool = True):
         super().__init__(parent)
         self.diameter_spin = QDoubleSpinBox()
-        self.diameter_spin.setRange(0.0, 600.0)
+        self.diameter_spin.setRange(0.0, MAX_DIAMETER)
         self.diameter_spin.setDecimals(1)
         self.diameter_spin.setSuffix(" px")
         self.diameter_spin.setSpecialValueText("auto")

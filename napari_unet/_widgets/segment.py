@@ -65,7 +65,9 @@ class SegmentWidget(QWidget):
             "pass\nclassic: 128 px cores in 256 px tiles\ncustom: choose tile and halo", TILINGS)
         self.tile_spin = spin_box(16, 8192, 512, 16, "Largest tile core in px (rounded to the "
                                   "model's alignment)")
-        self.halo_spin = spin_box(0, 512, 96, 8, "Border read around each tile, px")
+        self.halo_spin = spin_box(0, 512, 0, 8, "Border read around each tile, px (model's: "
+                                  "the model's exact halo, which makes tiled output equal to "
+                                  "a whole-image pass)", special="model's")
         self.batch_spin = spin_box(0, 64, 0, 1, "Tiles per forward pass (auto: as memory allows)",
                                    special="auto")
         self.custom_row = form_row(("tile", self.tile_spin), ("halo", self.halo_spin),
@@ -118,7 +120,7 @@ class SegmentWidget(QWidget):
                   "precision": precision, "tta": self.tta_check.isChecked()}
         if preset != "custom":
             return PredictorKey(preset=preset, **common)
-        return PredictorKey(tile=self.tile_spin.value(), halo=self.halo_spin.value(),
+        return PredictorKey(tile=self.tile_spin.value(), halo=self.halo_spin.value() or None,
                             batch_size=self.batch_spin.value() or None, **common)
 
     # -- slots ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import platformdirs
 import torch
 
 from .engines import OnnxRuntimeEngine, OpenVinoEngine, TorchEngine, export_onnx
@@ -62,8 +63,6 @@ def cache_dir() -> Path:
     env = os.environ.get("NAPARI_UNET_CACHE")
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("napari-unet"))
 
 

@@ -85,11 +85,16 @@ def _find_inputs(input_dir: Path, output_dir: Path, pattern: str | None) -> list
 
 
 
+#: The :class:`~unet_core.options.PredictOptions` a file's resume key holds.
+_KEY_OPTIONS = ("tile", "halo", "border", "tta")
+
+
 def _job_key(content: dict, model_id, outputs, pred, zarr, ome_labels=True) -> str:
+    options = pred.options.to_dict()
     return json.dumps({"input": content["hash"], "size": content["stat"][0], "model": model_id,
-                       "outputs": list(outputs), "zarr": bool(zarr), "tile": pred.tile,
+                       "outputs": list(outputs), "zarr": bool(zarr),
                        **({} if ome_labels else {"ome_labels": False}),
-                       "halo": pred.halo, "border": pred.border, "tta": pred.tta}, sort_keys=True)
+                       **{k: options[k] for k in _KEY_OPTIONS}}, sort_keys=True)
 
 
 

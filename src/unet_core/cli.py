@@ -12,9 +12,23 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from . import cli_batch, cli_export, cli_train
+from .backends import describe
+from .batch import FILE_ERRORS
+from .cli_batch import predict_large, read_whole
+from .cli_options import add_command, add_predict_options, predict_options
 from .errors import InputError, UNetError, explain
+from .fileio import IMAGE_SUFFIXES, read_image, write_tiff
+from .inputs import check_image_size
+from .lazyio import open_image
+from .metrics import evaluate
+from .modelio import list_models, load_model, user_model_dir
+from .outputs import output_stems
+from .predict import Predictor
 from .progress import Stage, run_to_end
+from .synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
 from .training.config import at_least, positive_int
 
 log = logging.getLogger("napari-unet")
@@ -24,8 +38,6 @@ SAMPLE_MIN_SIZE = 64
 
 
 def _tqdm(**kw):
-    from tqdm import tqdm
-
     return tqdm(**kw, file=sys.stderr, dynamic_ncols=True)
 
 
@@ -40,8 +52,6 @@ def _drive(gen, bar):
             bar.write(f"network on {describe(info.backend, info.precision)}, ready in "
                       f"{info.seconds:.1f} s ({'export + ' if info.exported else ''}compile, once per model)",
                       file=sys.stderr)
-
-    from .backends import describe
 
     return run_to_end(gen, show)
 
@@ -59,20 +69,8 @@ def output_dir(path) -> Path:
 
 
 def cmd_predict(args) -> int:
-    from .batch import FILE_ERRORS
-    from .cli_batch import predict_large, read_whole
-    from .fileio import write_tiff
-    from .inputs import check_image_size
-    from .lazyio import open_image
-    from .modelio import load_model
-    from .outputs import output_stems
-    from .predict import Predictor
-
-    model = load_model(args.model)
-    pred = Predictor(model, device=args.device, tile=args.tile, halo=args.halo,
-                     batch_size=args.batch_size, preset=args.preset, tta=args.tta,
-                     diameter=args.diameter, stain=args.stain,
-                     backend=args.backend, precision=args.precision)
+    options = predict_options(args)         # checked before the model loads
+    pred = Predictor(load_model(args.model), options)
     out = output_dir(args.output)
     stems, notes = output_stems(args.images)
     for note in notes:
@@ -105,8 +103,6 @@ def cmd_predict(args) -> int:
 
 
 def _pairs(labels_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
-    from .fileio import IMAGE_SUFFIXES
-
     def stem(p: Path) -> str:
         s = p.stem
         return s[: -len("_labels")] if s.endswith("_labels") else s
@@ -117,9 +113,6 @@ def _pairs(labels_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def cmd_evaluate(args) -> int:
-    from .fileio import read_image
-    from .metrics import evaluate
-
     labels_dir, truth_dir = Path(args.labels), Path(args.truth)
     for d in (labels_dir, truth_dir):
         if not d.is_dir():
@@ -153,8 +146,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .modelio import list_models, user_model_dir
-
     models = list_models()
     for m in models:
         print(f"{m['name']:20s} {m['source']:8s} {m['path']}  {m['description']}")
@@ -165,9 +156,6 @@ def cmd_models(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .fileio import write_tiff
-    from .synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
-
     out = output_dir(args.output)
     for i in range(args.count):
         image, labels = synthetic_nuclei((args.size, args.size), seed=SAMPLE_SEED + i, dtype="uint16",
@@ -179,92 +167,39 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def add_scale_options(parser) -> None:
-    """--diameter and --stain, shared by the commands that segment."""
-    from .stain import STAIN_CHOICES
-
-    parser.add_argument("--diameter", default="auto", metavar="auto|PX|none",
-                        help="typical nucleus diameter in px; images are resampled so their nuclei "
-                             "come to the model's own size. auto (default): estimated from each "
-                             "image; none: use the image as it is")
-    parser.add_argument("--stain", default="auto", choices=STAIN_CHOICES,
-                        help="auto (default: from the channels and the background), fluorescence, "
-                             "brightfield (inverted) or he (hematoxylin by colour deconvolution)")
-
-
-def add_model_options(parser: argparse.ArgumentParser, model: bool = True) -> None:
-    """--model (with ``model``) and --device, shared by the commands that run a network."""
-    from .devices import DEFAULT_DEVICE
-    from .modelio import DEFAULT_MODEL
-
-    if model:
-        parser.add_argument("--model", default=DEFAULT_MODEL,
-                            help=f"bundled/user model name or folder (default {DEFAULT_MODEL})")
-    parser.add_argument("--device", default=DEFAULT_DEVICE,
-                        help=f"auto, cpu, cuda, mps (default {DEFAULT_DEVICE})")
-
-
-def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """--backend and --precision (Predictor's ``backend`` and ``precision``)."""
-    from .backends import BACKENDS, PRECISIONS
-
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="what runs the network: auto (on a CPU the fastest installed of "
-                             "openvino and onnxruntime, else torch; torch on a GPU)")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="auto (f32 on the CPU, mixed precision on a CUDA GPU), f32 or bf16 "
-                             "(OpenVINO on CPUs that run it natively: faster, changes some labels)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-unet", description="Segment nuclei with an exactly "
                                 "tiled U-Net, fine-tune it, and batch folders, without a screen.")
     p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    q = sub.add_parser("predict", help="segment images into <stem>_labels.tif",
-                       description="Segment images; writes OUTDIR/<stem>_labels.tif (uint32 instance "
-                                   "ids) and, with --prob, <stem>_prob.tif (float32 C x H x W).")
+    q = add_command(sub, "predict", cmd_predict, "segment images into <stem>_labels.tif",
+                    "Segment images; writes OUTDIR/<stem>_labels.tif (uint32 instance ids) and, "
+                    "with --prob, <stem>_prob.tif (float32 C x H x W).")
     q.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF/PNG/JPEG images")
     q.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    add_model_options(q)
-    q.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
-    q.add_argument("--halo", type=int, help="halo in px (default: exact, from the model)")
-    q.add_argument("--preset", choices=["exact", "classic"], help="tiling preset")
-    q.add_argument("--batch-size", type=positive_int, help="tiles per forward pass")
+    add_predict_options(q)
     q.add_argument("--prob", action="store_true", help="also write probabilities")
     q.add_argument("--zarr", action="store_true", help="write large images' outputs as zarr stores")
-    q.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: average over mirror images (4x slower, fewer errors)")
-    add_scale_options(q)
-    add_backend_options(q)
-    q.set_defaults(func=cmd_predict)
 
-    e = sub.add_parser("evaluate", help="compare label images with ground truth",
-                       description="Dice, AP50 and mAP(0.5:0.95) per image and overall; files pair "
-                                   "by stem (a '_labels' suffix is ignored).")
+    e = add_command(sub, "evaluate", cmd_evaluate, "compare label images with ground truth",
+                    "Dice, AP50 and mAP(0.5:0.95) per image and overall; files pair by stem (a "
+                    "'_labels' suffix is ignored).")
     e.add_argument("--labels", required=True, metavar="DIR", help="predicted label images")
     e.add_argument("--truth", required=True, metavar="DIR", help="ground-truth label images")
     e.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    e.set_defaults(func=cmd_evaluate)
 
-    m = sub.add_parser("models", help="list installed models", description="List bundled and user models.")
-    m.set_defaults(func=cmd_models)
+    add_command(sub, "models", cmd_models, "list installed models", "List bundled and user models.")
 
-    s = sub.add_parser("sample", help="write synthetic nuclei images to try things on",
-                       description="Write synthetic fluorescence nuclei images (uint16 TIFF) and their "
-                                   "true instance labels (in DIR/truth) to try predict/evaluate on.")
+    s = add_command(sub, "sample", cmd_sample, "write synthetic nuclei images to try things on",
+                    "Write synthetic fluorescence nuclei images (uint16 TIFF) and their true "
+                    "instance labels (in DIR/truth) to try predict/evaluate on.")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.add_argument("--size", type=at_least(SAMPLE_MIN_SIZE), default=512,
                    help=f"image side in px, at least {SAMPLE_MIN_SIZE} (default 512)")
     s.add_argument("--count", type=positive_int, default=1, help="number of images (default 1)")
-    s.set_defaults(func=cmd_sample)
-    from .cli_train import add_commands
-    add_commands(sub)
-    from .cli_batch import add_commands as add_batch
-    add_batch(sub)
-    from .cli_export import add_commands as add_export
-    add_export(sub)
+    for module in (cli_train, cli_batch, cli_export):
+        module.add_commands(sub)
     return p
 
 

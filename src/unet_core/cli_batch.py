@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .batch import batch_iter
+from .cli_options import add_command, add_predict_options, predict_options
 from .distributed import close_client, make_client
 from .fileio import check_fits
 from .large import segment_file_iter
@@ -20,11 +21,12 @@ from .outputs import output_paths, output_stems
 from .predict import Predictor
 from .progress import Stage, run_to_end
 from .route import route
+from .training.config import positive_int
 
 
 def _predictor(args):
-    return Predictor(load_model(args.model), device=args.device, tile=args.tile, tta=args.tta,
-                     diameter=args.diameter, stain=args.stain)
+    options = predict_options(args)         # checked before the model loads
+    return Predictor(load_model(args.model), options)
 
 
 def cmd_batch(args) -> int:
@@ -101,21 +103,17 @@ def read_whole(image):
 
 def add_commands(sub) -> None:
     """Add ``batch`` to the ``napari-unet`` sub-commands."""
-    b = sub.add_parser(
-        "batch", help="segment every image of a folder (resumable, CSV, dask cluster)",
-        description="Segment every image of INDIR into OUTDIR: <stem>_labels.tif (or .zarr for "
-                    "images larger than memory), <stem>_objects.csv per-object measurements, "
-                    "and a status file. A re-run skips files already done with the same "
-                    "content, model and settings. Exit code 1 when some files failed.")
+    b = add_command(
+        sub, "batch", cmd_batch, "segment every image of a folder (resumable, CSV, dask cluster)",
+        "Segment every image of INDIR into OUTDIR: <stem>_labels.tif (or .zarr for images larger "
+        "than memory), <stem>_objects.csv per-object measurements, and a status file. A re-run "
+        "skips files already done with the same content, model and settings. Exit code 1 when "
+        "some files failed.")
     b.add_argument("input", metavar="INDIR", help="folder of images (TIFF, PNG, JPEG, BMP, .zarr)")
     b.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     b.add_argument("--pattern", help="glob of the inputs, e.g. '*.tif' or '**/*.png' "
                                      "(default: every image file and .zarr folder)")
-    from .cli import add_model_options, add_scale_options
-    add_model_options(b)
-    add_scale_options(b)
-    b.add_argument("--tile", type=int, help="maximum tile core in px (default: sized for the device)")
-    b.add_argument("--tta", action="store_true", help="test-time augmentation (4x slower)")
+    add_predict_options(b)
     b.add_argument("--prob", action="store_true", help="also write probabilities")
     b.add_argument("--no-csv", action="store_true", help="do not measure objects")
     b.add_argument("--zarr", action="store_true",
@@ -129,7 +127,5 @@ def add_commands(sub) -> None:
     b.add_argument("--scheduler", metavar="local|ADDRESS",
                    help="run on dask.distributed: 'local' starts a LocalCluster, or the address "
                         "of a running scheduler (tcp://host:8786)")
-    from .training.config import positive_int
     b.add_argument("--workers", type=positive_int,
                    help="worker processes of --scheduler local (default 2)")
-    b.set_defaults(func=cmd_batch)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import sys
 
+from .cli_options import add_command
+from .export_bioimageio import INSTALL_HINT, export_bioimageio
+
 
 def cmd_export(args) -> int:
-    from .export_bioimageio import export_bioimageio
-
     result = export_bioimageio(args.model, args.output, licence=args.licence, test=not args.no_test,
                                report=lambda line: print(f"{line} ...", file=sys.stderr))
     test = "skipped" if result.test is None else result.test
@@ -16,18 +17,17 @@ def cmd_export(args) -> int:
 
 
 def add_commands(sub) -> None:
-    from .export_bioimageio import INSTALL_HINT
-
-    x = sub.add_parser(
-        "export", help="write a model as a bioimage.io package (QuPath, deepImageJ, ilastik)",
-        description="Write a model as a bioimage.io model package (.zip): TorchScript, PyTorch "
-                    "and ONNX weights, a test image and its output, a cover, the training data "
-                    "and licences.  The package is validated with bioimageio.spec and test-run "
-                    f"with bioimageio.core before it is kept (install them: {INSTALL_HINT}).")
+    """Add ``export`` to the ``napari-unet`` sub-commands."""
+    x = add_command(
+        sub, "export", cmd_export,
+        "write a model as a bioimage.io package (QuPath, deepImageJ, ilastik)",
+        "Write a model as a bioimage.io model package (.zip): TorchScript, PyTorch "
+        "and ONNX weights, a test image and its output, a cover, the training data "
+        "and licences.  The package is validated with bioimageio.spec and test-run "
+        f"with bioimageio.core before it is kept (install them: {INSTALL_HINT}).")
     x.add_argument("model", metavar="MODEL", help="bundled/user model name or folder")
     x.add_argument("output", metavar="OUT.zip", help="the package to write")
     x.add_argument("--licence", help="SPDX licence id of the weights (default: from the training "
                                      "data, e.g. CC-BY-NC-SA-4.0 when MoNuSeg is among them)")
     x.add_argument("--no-test", action="store_true",
                    help="validate only; skip bioimageio.core's test run")
-    x.set_defaults(func=cmd_export)

@@ -5,48 +5,27 @@ reported), 2 bad arguments, model or data (nothing trained).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from .cli_options import add_command, add_config_options, add_device_option
 from .errors import InputError
 from .modelio import DEFAULT_MODEL
-from .progress import Stage
+from .progress import Stage, run_to_end
+from .synthetic import synthetic_dataset
 from .training.config import FinetuneConfig, TrainConfig, positive_int
-
-
-def add_config_options(parser, config_cls, names, overrides: bool = False) -> None:
-    """Add the options of ``names`` (fields of a training config dataclass) to ``parser``.
-
-    Flag, type, help and default come from the field: ``--batch-size`` for
-    ``batch_size``, ``--no-augment`` for a True default a flag turns off.  With
-    ``overrides`` the options default to None (not given: the config's own value).
-    """
-    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
-    for name in names:
-        f = by_name[name]
-        meta = f.metadata
-        if meta.get("flag"):
-            parser.add_argument(meta["flag"], dest=name, action="store_false", help=meta["help"])
-            continue
-        extra = {"type": meta["type"]} if meta.get("type") else {}
-        if meta.get("metavar"):
-            extra["metavar"] = meta["metavar"]
-        default = None if overrides else f.default
-        told = "overrides the config" if overrides else \
-            (f"default {f.default}" if f.default is not None else "")
-        parser.add_argument("--" + name.replace("_", "-"), default=default, **extra,
-                            help=f"{meta['help']} ({told})" if told else meta["help"])
+from .training.dataset import Example, TrainingSet, examples_from_folders
+from .training.finetune import finetune_iter
+from .training.pairs import load_pairs
+from .training.scratch import parse_config, train_from_scratch_iter
 
 
 def _drive(gen, steps: int, quiet: bool = False):
     """Run a training generator with a tqdm bar on stderr; return its value."""
-    from tqdm import tqdm
-
-    from .progress import run_to_end
-
     with tqdm(total=steps, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
               disable=quiet or None) as bar:
         def show(p):
@@ -67,11 +46,7 @@ def _drive(gen, steps: int, quiet: bool = False):
 
 def _load_examples(args):
     """(examples, problems) from --training-set or --images/--labels[/--regions]."""
-    from .training.dataset import TrainingSet, examples_from_folders
-
     if getattr(args, "pairs", None):
-        from .training.pairs import load_pairs
-
         spec = getattr(args, "pairs_spec", None) or {}
         return load_pairs(args.pairs, groups=args.groups or spec.get("groups"),
                           exclude_groups=args.exclude_groups or spec.get("exclude_groups"),
@@ -110,8 +85,6 @@ def _print_saved(result) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from .training.finetune import finetune_iter
-
     examples, problems = _load_examples(args)
     _report_problems(problems)
     if not examples:
@@ -135,8 +108,6 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .training.scratch import parse_config, train_from_scratch_iter
-
     try:
         config = json.loads(Path(args.config).read_text())
     except OSError as err:
@@ -151,16 +122,11 @@ def cmd_train(args) -> int:
         args.pairs_spec = data
         val_groups = getattr(args, "val_groups", None) or data.get("val_groups")
         if val_groups:
-            from .training.pairs import load_pairs
-
             val_examples = load_pairs(args.pairs, groups=val_groups,
                                       per_nucleus_only=data.get("per_nucleus_only", False))
     if args.synthetic:
         if args.images or args.labels or getattr(args, "training_set", None) or args.pairs:
             raise InputError("Give either --synthetic N or training data, not both.")
-        from .synthetic import synthetic_dataset
-        from .training.dataset import Example
-
         pairs = synthetic_dataset(args.synthetic, shape=(args.synthetic_size,) * 2, seed=args.seed or 0,
                                   workers=os.cpu_count() or 1)
         examples = [Example(f"synthetic-{i}", img, lab, lab >= 0, {"source": "synthetic"})
@@ -203,9 +169,7 @@ def _data_args(q) -> None:
                    help="with --pairs: leave out masks made from binary masks (touching nuclei "
                         "merged)")
     q.add_argument("-o", "--output", required=True, metavar="MODELDIR", help="new model folder")
-    from .cli import add_model_options
-
-    add_model_options(q, model=False)
+    add_device_option(q)
     q.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint in MODELDIR")
     q.add_argument("--overwrite", action="store_true", help="replace a finished model in MODELDIR")
@@ -214,9 +178,8 @@ def _data_args(q) -> None:
 
 def add_commands(subparsers) -> None:
     """Add the ``finetune`` and ``train`` commands to the ``napari-unet`` parser."""
-    f = subparsers.add_parser(
-        "finetune", help="fine-tune a model on corrected images",
-        description="Fine-tune a model on images with corrected instance labels; writes a new "
+    f = add_command(subparsers, "finetune", cmd_finetune, "fine-tune a model on corrected images",
+                    "Fine-tune a model on images with corrected instance labels; writes a new "
                     "model folder and compares the base and new model on held-back examples. "
                     "The base model is never changed.")
     _data_args(f)
@@ -224,11 +187,9 @@ def add_commands(subparsers) -> None:
                    help=f"model to start from (default {DEFAULT_MODEL})")
     add_config_options(f, FinetuneConfig, [k for k in FinetuneConfig.names() if k != "device"])
     f.add_argument("--name", help="model name for the card (default: the folder name)")
-    f.set_defaults(func=cmd_finetune)
 
-    t = subparsers.add_parser(
-        "train", help="train a new model from a config",
-        description="Train a U-Net from scratch. CONFIG.json holds the architecture "
+    t = add_command(subparsers, "train", cmd_train, "train a new model from a config",
+                    "Train a U-Net from scratch. CONFIG.json holds the architecture "
                     '({"model": {"depth": 4, "base_filters": 32, ...}}) and optionally training '
                     'parameters ({"training": {"steps": 2000, "lr": 0.001, "crop": 256, ...}}).')
     t.add_argument("--config", required=True, metavar="CONFIG.json")
@@ -243,4 +204,3 @@ def add_commands(subparsers) -> None:
     add_config_options(t, TrainConfig, ("steps", "seed", "max_seconds"), overrides=True)
     t.add_argument("--init", metavar="NAME|PATH",
                    help="start from this model's weights (same architecture) instead of random ones")
-    t.set_defaults(func=cmd_train)

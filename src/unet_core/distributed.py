@@ -12,7 +12,6 @@ it for every task of the same specification.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -106,31 +105,23 @@ def close_client(client) -> None:
 
 def predictor_spec(pred) -> dict:
     """What a worker needs to rebuild ``pred``: the model folder (or the model itself
-    when it was never saved) and the Predictor's settings."""
+    when it was never saved) and the Predictor's resolved
+    :class:`~unet_core.options.PredictOptions` (on "auto" device: a worker's GPU)."""
     model = pred.model
-    spec = {"tile": pred.tile, "halo": pred.halo, "border": pred.border, "tta": pred.tta,
-            "batch_size": pred._batch_size, "device": "cpu" if pred.device.type == "cpu" else "auto",
-            "diameter": pred.diameter, "stain": pred.stain,
-            "backend": getattr(pred, "backend", "auto"),
-            "precision": getattr(pred, "precision", "auto")}
-    spec["model"] = str(model.path) if model.path is not None else model
-    return spec
+    options = pred.options.replace(device="cpu" if pred.device.type == "cpu" else "auto")
+    return {"model": str(model.path) if model.path is not None else model, "options": options}
 
 
 def worker_predictor(spec: dict):
     """The Predictor of ``spec`` in this process, built on first use."""
     model = spec["model"]
-    key = json.dumps({k: (v if k != "model" or isinstance(v, str) else id(v))
-                      for k, v in spec.items()}, sort_keys=True, default=str)
+    key = (model if isinstance(model, str) else id(model), spec["options"])
     with _LOCK:
         pred = _PREDICTORS.get(key)
         if pred is None:
             if isinstance(model, str):
                 model = load_model(model)
-            pred = Predictor(model, device=spec["device"], tile=spec["tile"], halo=spec["halo"],
-                             border=spec["border"], tta=spec["tta"], batch_size=spec["batch_size"],
-                             diameter=spec["diameter"], stain=spec["stain"],
-                             backend=spec["backend"], precision=spec["precision"])
+            pred = Predictor(model, spec["options"])
             _PREDICTORS.clear()    # one model per worker: never two in its memory
             _PREDICTORS[key] = pred
         return pred

@@ -4,40 +4,40 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import logging
 from collections.abc import Generator
 
 import numpy as np
 import torch
 
-from . import backends
+from . import backends, instances_torch
+from .backends import PRECISIONS
 from .content import content_box, crop
 from .devices import memory_budget, resolve_device
 from .errors import InputError
 from .image_settings import ImageSettings, SettingsMixin
 from .inputs import arrange_planes, as_planes
 from .instances import labels_to_grid, probs_to_labels
-from .modelio import Model, load_model
+from .modelio import DEFAULT_MODEL, Model, load_model
 from .normalize import apply_range, percentile_range, percentiles
+from .options import PredictOptions
 from .plausibility import check_labels
-from .predictor_engine import EngineMixin
-from .progress import Progress, Stage, prefetched, run_to_end
+from .predictor_engine import Network
+from .progress import Progress, Stage, run_to_end
 from .resample import resample, resampled_shape
 from .sizing import parse_diameter
 from .stain import parse_stain
-from .tiling import CLASSIC, plan_grid
+from .tiling import plan_grid, run_tiles
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BORDER = "none"
-PRESETS = {"exact": {"tile": None, "halo": None, "border": None}, "classic": CLASSIC}
 
 # Peak bytes per input pixel of a float32 forward pass, per base filter (measured on
 # the CPU with a depth-4 U-Net in inference mode: about 900 B/px at 32 filters).
 _BYTES_PER_PX_PER_FILTER = 30
 
 
-class Predictor(SettingsMixin, EngineMixin):
+class Predictor(SettingsMixin):
     """A model on a device, turning images into probabilities and instance labels.
 
     Parameters
@@ -45,98 +45,68 @@ class Predictor(SettingsMixin, EngineMixin):
     model : Model, UNet, str or path
         A loaded model, a bare network (any module with a ``config`` like
         :class:`UNetConfig`), or a model name / folder for :func:`load_model`.
-    device : str
-        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
-    tile : int, optional
-        Maximum core size in px (rounded to the model's alignment). Default: as large
-        as the device memory allows. Images at most this size run as a single tile.
-    halo : int, optional
-        Border read around each core. Default: the model's exact halo (96 px at
-        depth 4). Smaller halos are faster but no longer exact.
-    batch_size : int, optional
-        Tiles per forward pass. Default: as many as fit the memory budget (max 8).
-    preset : str, optional
-        "exact" (the default) or "classic" (128 px cores in 256 px reflect-padded tiles).
-    border : str, optional
-        Beyond the image edges the network sees "reflect" (``halo`` px of mirrored
-        image) or "none" (nothing: the network's own zero padding, as at the edges of
-        its training crops; cheaper, since no pixels are added). Either way the
-        tiled result equals one whole-image pass with the same border.
-    tta : bool
-        Test-time augmentation: average the probabilities of the tile, its left-right
-        and up-down mirror images and its 180-degree rotation.  Four forward passes, so
-        about 4x slower, for smoother maps and fewer split or merged nuclei.  Mirroring
-        keeps the tiles' alignment, so the tiled result is still exact.
-    diameter : "auto", float or None
-        Nucleus diameter in the image's px.  The image is resampled so its nuclei come
-        to the model's own ``diameter`` (model card), segmented with the exact tiling
-        at that scale, and the results are brought back to the image's grid.  "auto"
-        (default) estimates it from the image (:mod:`unet_core.sizing`); None uses
-        the image as it is.
-    stain : str
-        "auto" (default: decided from the channels and the background),
-        "fluorescence", "brightfield" or "he" (see :mod:`unet_core.stain`).
-    backend : str
-        What runs the network: "auto" (on a CPU the fastest installed of OpenVINO and
-        ONNX Runtime, else PyTorch; on a GPU PyTorch), "torch", "openvino",
-        "onnxruntime".  See :mod:`unet_core.backends`.
-    precision : str
-        "auto" (f32 on a CPU; PyTorch's mixed precision on a GPU), "f32" or "bf16"
-        (OpenVINO on CPUs that run it natively: faster, changes some labels).  ``backend`` and ``precision``
-        attributes hold what they resolved to.
+    options : PredictOptions, optional
+        Device, tiling, test-time augmentation, nucleus size, stain, backend and
+        precision (:class:`~unet_core.options.PredictOptions`, which documents each
+        and holds their defaults).
+    **changes
+        Options by name (``Predictor(model, device="cpu", tile=512)``), over
+        ``options``.
+
+    The ``tile``, ``halo``, ``border``, ``backend`` and ``precision`` attributes hold
+    what the options resolved to (:attr:`options` gives them back as options).
     """
 
-    def __init__(self, model="nuclei", device="auto", tile=None, halo=None, batch_size=None,
-                 preset=None, border=None, tta=False, diameter="auto", stain="auto",
-                 backend="auto", precision="auto"):
-        if preset is not None:
-            if preset not in PRESETS:
-                raise InputError(f"Unknown tiling preset {preset!r}; use one of {sorted(PRESETS)}.")
-            tile = PRESETS[preset]["tile"] if tile is None else tile
-            halo = PRESETS[preset]["halo"] if halo is None else halo
-            border = PRESETS[preset]["border"] if border is None else border
-        self.border = DEFAULT_BORDER if border is None else str(border)
-        if self.border not in ("none", "reflect"):
-            raise InputError(f"Unknown border {border!r}; use 'reflect' or 'none'.")
+    def __init__(self, model=DEFAULT_MODEL, options: PredictOptions | None = None, **changes):
+        if options is not None and not isinstance(options, PredictOptions):
+            raise InputError(f"options must be a PredictOptions, got {options!r}; give the "
+                             "others by name, e.g. Predictor(model, device='cpu').")
+        options = (options or PredictOptions()).replace(**changes)
+        tile, halo, self.border = options.tiling()
         if isinstance(model, torch.nn.Module):
             model = Model(net=model)
         elif not isinstance(model, Model):
             model = load_model(model)
         self.model = model
-        self.device = resolve_device(device)
+        self.device = resolve_device(options.device)
         cfg = model.config
-        self.halo = cfg.halo if halo is None else int(halo)
-        if self.halo < 0:
-            raise InputError(f"halo must be >= 0, got {halo}")
+        self.halo = cfg.halo if halo is None else halo
         if self.halo < cfg.receptive_radius:
             log.info("halo %d px < receptive radius %d px: tiled output is not exact",
                      self.halo, cfg.receptive_radius)
         bpp = _BYTES_PER_PX_PER_FILTER * cfg.base_filters * (2 ** max(cfg.depth - 4, 0))
-        backend, precision = backends.resolve(backend, precision, self.device)
+        backend, precision = backends.resolve(options.backend, options.precision, self.device)
         if self.device.type == "cuda" and precision != "f32":
             bpp //= 2
         budget = memory_budget(self.device)
         if tile is None:
             side = int((budget / bpp) ** 0.5) - 2 * self.halo
             tile = max(cfg.alignment, min(side, 4096))
-        if int(tile) < 1:
-            raise InputError(f"tile must be >= 1 px, got {tile}")
         self.tile = int(tile)
-        self.tta = bool(tta)
-        self.diameter = parse_diameter(diameter)
-        self.stain = parse_stain(stain)
+        self.diameter, self.stain = options.diameter, options.stain
         self.last_settings: ImageSettings | None = None
         #: after :meth:`segment`: a warning when its result looks implausible, else None
         self.last_warning: str | None = None
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise InputError(f"batch_size must be a whole number of tiles >= 1, got {batch_size!r}.")
-        self._bpp, self._budget, self._batch_size = bpp, budget, batch_size
+        self._asked = options
+        self._bpp, self._budget = bpp, budget
         self.net = model.net
-        # shared with the copies of with_options: one export and compile per Predictor
-        self._engine = {"engine": None, "info": {"backend": backend, "precision": precision}}
-        if backend == "torch":
-            self._engine.update(zip(("engine", "info"), backends.make_engine(
-                self.net, self.device, backend, precision)))
+        #: What runs the network (:class:`~unet_core.predictor_engine.Network`), shared
+        #: with the copies of :meth:`with_options`: one export and compile per Predictor.
+        self.network = Network(self.net, self.device, backend, precision, options.tta)
+
+    @classmethod
+    def from_options(cls, model, options: PredictOptions) -> Predictor:
+        """The Predictor of ``model`` with ``options``."""
+        return cls(model, options)
+
+    @property
+    def options(self) -> PredictOptions:
+        """The options this Predictor runs with, resolved (tile, halo, border, backend
+        and precision as decided here): a Predictor made from them runs alike."""
+        precision = self.precision if self.precision in PRECISIONS else self._asked.precision
+        return self._asked.replace(preset=None, tile=self.tile, halo=self.halo,
+                                   border=self.border, diameter=self.diameter, stain=self.stain,
+                                   backend=self.backend, precision=precision)
 
     def with_options(self, diameter=None, stain=None) -> Predictor:
         """A Predictor sharing this one's network and device, with another ``diameter``
@@ -150,6 +120,21 @@ class Predictor(SettingsMixin, EngineMixin):
         other.last_warning = None
         return other
 
+    # -- the network (:class:`~unet_core.predictor_engine.Network`) -----------------
+    tta = property(lambda self: self.network.tta, doc="Test-time augmentation on or off.")
+    backend = property(lambda self: self.network.backend,
+                       doc='What runs the network: "torch", "openvino" or "onnxruntime".')
+    precision = property(lambda self: self.network.precision,
+                         doc='"f32", "bf16" or (CUDA) "amp".')
+    engine = property(lambda self: self.network.engine,
+                      doc="The :mod:`~unet_core.backends` engine, or None before the first image.")
+    engine_info = property(lambda self: self.network.info,
+                           doc="What making the engine cost (:func:`~unet_core.backends.make_engine`).")
+
+    def prepare_iter(self, shape=None) -> Generator[Progress, None, dict]:
+        """Make and compile the engine (:meth:`~unet_core.predictor_engine.Network.prepare_iter`)."""
+        return self.network.prepare_iter(shape)
+
     def grid(self, shape):
         """The :class:`~unet_core.tiling.TileGrid` used for an (H, W) plane."""
         return plan_grid(tuple(shape), self.tile, self.halo, self.model.config.alignment,
@@ -159,8 +144,8 @@ class Predictor(SettingsMixin, EngineMixin):
         """Tiles per forward pass: batches help small tiles only.  Measured on the CPU,
         four 1120 px tiles in one pass ran 1.15x slower than one at a time
         (memory traffic), so a batch holds at most ~1 MP unless the device is a GPU."""
-        if self._batch_size:
-            return max(1, int(self._batch_size))
+        if self._asked.batch_size:
+            return self._asked.batch_size
         th, tw = grid.tile_shape
         by_memory = self._budget // (th * tw * self._bpp)
         by_speed = (1 << 20) // (th * tw) if self.device.type == "cpu" else 8
@@ -231,23 +216,13 @@ class Predictor(SettingsMixin, EngineMixin):
                 s = dataclasses.replace(s, low=lo, high=hi)
             view = self.model_view(sub, s)
             grid = grids[shapes[k]]
-            bs = self.batch_size_for(grid)
-            origins = grid.origins()
             direct = (s.scale == 1.0 and out is not None
                       and boxes[k] == (slice(0, h), slice(0, w)))
             target = out[k] if direct else np.empty((cout,) + shapes[k], np.float32)
-            batches = [origins[i:i + bs] for i in range(0, len(origins), bs)]
-
-            def read(batch, view=view, grid=grid, s=s):
-                return np.stack([apply_range(grid.read(view, o), s.low, s.high) for o in batch])
-
-            for batch, x in prefetched(read, batches):
-                y = self._forward(x)
-                for o, tile_out in zip(batch, y):
-                    dst, src = grid.core_slices(o)
-                    target[(slice(None),) + dst] = tile_out[(slice(None),) + src]
+            for _ in run_tiles(grid, view, self.network.forward, target, self.batch_size_for(grid),
+                               functools.partial(apply_range, lo=s.low, hi=s.high)):
                 done += 1
-                yield Progress(done, total, Stage.PREDICT, {"plane": k, "tiles": len(origins)})
+                yield Progress(done, total, Stage.PREDICT, {"plane": k, "tiles": len(grid)})
             results.append((k, None if direct else target, s, boxes[k]))
         return results
 
@@ -299,8 +274,6 @@ class Predictor(SettingsMixin, EngineMixin):
         """Instance labels of one plane's probabilities: on a CUDA device, by the torch
         instance step there (:mod:`unet_core.instances_torch`), else on the CPU."""
         if self.device.type == "cuda":
-            from . import instances_torch
-
             return instances_torch.probs_to_labels(torch.from_numpy(prob).to(self.device), **params)
         return probs_to_labels(prob, **params)
 

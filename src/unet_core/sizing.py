@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .instances import probs_to_labels
 from .normalize import apply_range
-from .progress import Progress, Stage
+from .progress import Progress, Stage, run_to_end
 from .resample import Resampled, resampled_shape
 from .scale import (
     MAX_DIAMETER,
@@ -31,6 +32,7 @@ from .scale import (
     equivalent_diameters,
     probe_windows,
 )
+from .tiling import run_tiles
 
 #: Side (px, at the network's scale) and number of the probe windows.
 PROBE_SIDE, PROBE_COUNT = 512, 1
@@ -83,12 +85,8 @@ def _probe(pred, base, lo, hi, scale: float, side: int):
         if scale != 1.0:
             crop = Resampled(crop, resampled_shape(crop.shape[:2], scale))[:, :]
         x = apply_range(crop, lo, hi)
-        grid = pred.grid(x.shape[:2])
         prob = np.empty((pred.model.config.out_channels,) + x.shape[:2], np.float32)
-        for o in grid.origins():
-            y = pred._forward_probe(grid.read(x, o)[None])[0]
-            dst, src = grid.core_slices(o)
-            prob[(slice(None),) + dst] = y[(slice(None),) + src]
+        run_to_end(run_tiles(pred.grid(x.shape[:2]), x, pred.network.probe, prob))
         out.append(prob)
     return out
 
@@ -96,8 +94,6 @@ def _probe(pred, base, lo, hi, scale: float, side: int):
 def _labels(pred, probes):
     """Instance labels of probe probabilities (only for the look that is measured: the
     watershed costs as much as the network on these windows)."""
-    from .instances import probs_to_labels
-
     return [probs_to_labels(prob, **pred.instance_params) for prob in probes]
 
 

@@ -10,9 +10,12 @@ pixels outside the image are mirrored (numpy's ``reflect`` mode).
 """
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
+
+from .progress import prefetched
 
 CLASSIC = {"tile": 128, "halo": 64, "border": "reflect"}
 """The classic scheme: 128 px cores in 256 px reflect-padded tiles (not exact at depth 4)."""
@@ -148,3 +151,29 @@ def plan_grid(shape: tuple[int, int], max_core: int, halo: int, align: int,
         n = -(-s // max_core)
         core.append(_align_up(-(-s // n), align))
     return TileGrid(tuple(shape), tuple(core), halo, align, border)
+
+
+def run_tiles(grid: TileGrid, view, forward, out: np.ndarray, batch_size: int = 1,
+              prepare=None) -> Generator[int, None, None]:
+    """Run ``forward`` over the tiles of ``grid`` on ``view`` and write their cores
+    into ``out`` (C, H, W); yields the number of tiles in each batch, once it is written.
+
+    ``view`` is (H, W, C) array-like (numpy, or any lazy view that reads a window when
+    indexed); ``forward`` maps (B, th, tw, C) float32 to (B, C, th, tw); ``prepare``
+    (optional) maps each tile as read to what ``forward`` takes (e.g. normalization).
+    Batches of ``batch_size`` tiles are read in a background thread while the
+    network runs on the previous one.
+    """
+    origins = grid.origins()
+    batches = [origins[i:i + batch_size] for i in range(0, len(origins), batch_size)]
+
+    def read(batch):
+        tiles = [grid.read(view, o) for o in batch]
+        return np.stack(tiles if prepare is None else [prepare(t) for t in tiles])
+
+    for batch, x in prefetched(read, batches):
+        y = forward(x)
+        for o, tile_out in zip(batch, y):
+            dst, src = grid.core_slices(o)
+            out[(slice(None),) + dst] = tile_out[(slice(None),) + src]
+        yield len(batch)

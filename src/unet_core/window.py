@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 
+import dask.array as da
 import numpy as np
 
 #: Largest tile core the network runs on inside a block (bounds its memory to ~1 GB).
@@ -20,8 +21,6 @@ MAX_TILE = 1280
 def image_settings(pred, image):
     """The :class:`~unet_core.predict.ImageSettings` every block of ``image`` shares."""
     if not isinstance(image, np.ndarray) and not hasattr(image, "dask"):
-        import dask.array as da
-
         # zarr arrays take no None / newaxis index; a dask view of them does (lazily)
         image = da.from_array(image, chunks=getattr(image, "chunks", "auto"))
     return pred.settings_for(image)

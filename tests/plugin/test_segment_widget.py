@@ -1,9 +1,13 @@
 """The Segment widget in a real viewer: threaded run, re-run, cancel, errors."""
+import dataclasses
+
 import numpy as np
 import pytest
 from napari.layers import Image, Labels
 from napari.utils.notifications import NotificationSeverity
 
+from napari_unet._widgets._common import PredictorKey
+from unet_core import PredictOptions, load_model
 from unet_core.synthetic import synthetic_nuclei
 
 pytestmark = pytest.mark.gui
@@ -59,6 +63,21 @@ def test_tiling_choices(segment):
     widget.halo_spin.setValue(8)
     key = widget.predictor_key()
     assert (key.preset, key.tile, key.halo, key.batch_size) == (None, 64, 8, None)
+
+
+def test_custom_halo_defaults_to_the_models(segment, tiny_model):
+    """The custom tiling reads the model's exact halo unless a halo is chosen; the
+    widget's key holds every option of a Predictor, with the options' defaults."""
+    _, widget = segment
+    widget.tiling_combo.setCurrentIndex(widget.tiling_combo.findData("custom"))
+    widget.tile_spin.setValue(64)
+    key = widget.predictor_key()
+    assert key.halo is None and widget.halo_spin.text() == "model's"
+    pred = widget._cache.get(key)
+    assert pred.halo == load_model(tiny_model).config.halo and pred.tile == 64
+    names = {f.name for f in dataclasses.fields(PredictorKey)}
+    assert names == {"model"} | set(PredictOptions.names()) - {"diameter", "stain"}
+    assert PredictorKey("m").options() == PredictOptions()
 
 
 def test_segment_adds_then_replaces_labels(segment, qtbot, notifications):
