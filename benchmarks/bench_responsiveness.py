@@ -243,7 +243,7 @@ def arrival(viewer, segment, meter, repeats: int, tail: float) -> dict:
         result.visible = False
         same = np.asarray(result.data)
         ref = measure(meter, *in_event_loop(
-            lambda: viewer.add_labels(same, name=f"reference {k}")), 60, tail)
+            lambda same=same, k=k: viewer.add_labels(same, name=f"reference {k}")), 60, tail)
         viewer.layers[f"reference {k}"].visible = False
         rows["arrival-segment"].append({**run, "max_ms": run["result_max_ms"],
                                         "status": segment.run_bar.status.text()})
