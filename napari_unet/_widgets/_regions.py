@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from unet_core import InputError
-from unet_core.training.identity import example_identity
-
 from unet_core.lazyio import SMALL_PIXELS
+from unet_core.training.identity import example_identity
 
 from ._common import layer_pixels
 
