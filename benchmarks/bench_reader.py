@@ -58,8 +58,15 @@ class Sampler(threading.Thread):
         self.peak, self.stop = rss(), threading.Event()
         self.current, self.stages = "start", {}
         self.timer = QTimer()
-        self.timer.timeout.connect(lambda: setattr(self, "current", stage()))
+        self.timer.timeout.connect(lambda: self._on_stage(stage()))
         self.timer.start(100)
+        self.t0 = time.perf_counter()
+
+    def _on_stage(self, now: str) -> None:
+        if now != self.current:       # said as it happens: a long run can be read mid-way
+            print(f"{time.perf_counter() - self.t0:7.0f} s  {self.current}: peak "
+                  f"{self.stages.get(self.current, 0) / GB:.2f} GB", flush=True)
+            self.current = now
 
     def run(self) -> None:
         while not self.stop.wait(0.05):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import time
+import threading
 
 #: Seconds between two trims while a job runs.
-TRIM_EVERY_S = 1.0
+TRIM_EVERY_S = 0.25
 
 
 def _find_trim():
@@ -36,20 +36,22 @@ def release_heap() -> bool:
 
 
 def trimmed(job, every_s: float = TRIM_EVERY_S):
-    """Generator: ``job``'s progress passed on, and its return value returned, with
-    :func:`release_heap` at most every ``every_s`` seconds (checked at each progress)
-    and once at the end.  Closing it closes ``job``."""
-    last = time.monotonic()
+    """Generator: ``job``'s progress passed on, and its return value returned, while a
+    thread calls :func:`release_heap` every ``every_s`` seconds (a block's network pass
+    runs for seconds between two progress reports), and once at the end.  Closing it
+    closes ``job``."""
+    done = threading.Event()
+    if _trim is not None:
+        threading.Thread(target=_trim_until, args=(done, every_s), daemon=True,
+                         name="napari-unet heap trim").start()
     try:
-        while True:
-            try:
-                progress = next(job)
-            except StopIteration as end:
-                return end.value
-            if time.monotonic() - last >= every_s:
-                release_heap()
-                last = time.monotonic()
-            yield progress
+        return (yield from job)
     finally:
+        done.set()
         job.close()
+        release_heap()
+
+
+def _trim_until(done: threading.Event, every_s: float) -> None:
+    while not done.wait(every_s):
         release_heap()
