@@ -10,8 +10,7 @@ from napari_unet._widgets._heap import release_heap, trimmed
 
 def _job(log):
     try:
-        for k in range(3):
-            yield k
+        yield from range(3)
         return "result"
     finally:
         log.append("closed")
