@@ -48,15 +48,37 @@ def reset_hwm() -> None:
 
 
 class Sampler(threading.Thread):
-    """The largest RSS seen every 50 ms."""
+    """The largest RSS seen every 50 ms, and the largest in each stage: ``stage()`` (the
+    Segment widget's progress text, read on the GUI thread every 100 ms) names it."""
 
-    def __init__(self):
+    def __init__(self, stage):
+        from qtpy.QtCore import QTimer
+
         super().__init__(daemon=True)
         self.peak, self.stop = rss(), threading.Event()
+        self.current, self.stages = "start", {}
+        self.timer = QTimer()
+        self.timer.timeout.connect(lambda: self._on_stage(stage()))
+        self.timer.start(100)
+        self.t0 = time.perf_counter()
+
+    def _on_stage(self, now: str) -> None:
+        if now != self.current:       # said as it happens: a long run can be read mid-way
+            print(f"{time.perf_counter() - self.t0:7.0f} s  {self.current}: peak "
+                  f"{self.stages.get(self.current, 0) / GB:.2f} GB", flush=True)
+            self.current = now
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
-            self.peak = max(self.peak, rss())
+            now = rss()
+            self.peak = max(self.peak, now)
+            self.stages[self.current] = max(self.stages.get(self.current, 0), now)
+
+    def finish(self) -> dict:
+        """{stage: its largest RSS in GB}, in the order the stages came."""
+        self.stop.set()
+        self.timer.stop()
+        return {k: round(v / GB, 2) for k, v in self.stages.items()}
 
 
 def main() -> None:
@@ -65,6 +87,8 @@ def main() -> None:
     parser.add_argument("--model", default="nuclei",
                         help="a model name or folder, or 'threshold' (bench_memory's tiny net)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", help="the Device box's backend (default: its first "
+                                          "choice for --device)")
     parser.add_argument("--workdir", help="keep the TIFF here (default: a temporary folder)")
     parser.add_argument("--screenshot", help="PNG of the viewer after Segment")
     parser.add_argument("--json", help="also write the results to this file")
@@ -101,18 +125,19 @@ def main() -> None:
     segment.model_picker.set_model(model)
     segment.device_combo.setCurrentIndex(next(
         i for i in range(segment.device_combo.count())
-        if segment.device_combo.itemData(i)[0] == args.device))
+        if segment.device_combo.itemData(i)[0] == args.device
+        and args.backend in (None, segment.device_combo.itemData(i)[1])))
     segment.image_combo.setCurrentText(layer.name)
     run_event_loop(lambda: False, 1.0)
     results["rss_before_gb"] = round(rss() / GB, 2)
     reset_hwm()
-    sampler = Sampler()
+    sampler = Sampler(lambda: segment.run_bar.bar.format().split("%")[0].strip())
     sampler.start()
     t0 = time.perf_counter()
     segment.run_bar.run_button.click()
     run_event_loop(lambda: not segment.running, 4 * 3600)
     run_event_loop(lambda: False, 2.0)       # the result drawn
-    sampler.stop.set()
+    results["peak_by_stage_gb"] = sampler.finish()
     results["segment_s"] = round(time.perf_counter() - t0 - 2.0, 1)
     results["status"] = segment.run_bar.status.text()
     results["peak_gb"] = round(max(sampler.peak, vm_hwm()) / GB, 2)

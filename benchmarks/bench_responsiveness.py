@@ -15,6 +15,11 @@ frozen (nothing repainted, no click answered).  Measured in three phases:
 - ``finetune-2``: the same again (steady state)
 - ``add_labels``: after the segment phases, napari's own ``viewer.add_labels`` of the
   same labels array (the reference for the cost of showing a result)
+- ``arrival``: with ``--repeats N``, N rounds of (Segment into a new Labels layer, then
+  napari's ``viewer.add_labels`` of the array that run produced), the layers of earlier
+  rounds renamed and hidden; the medians of the result's gap and of the reference's gap,
+  measured in the same process (``--model nuclei`` for a trained model, whose labels are
+  not empty on the synthetic image)
 - ``segment-lazy``: with ``--lazy-size N``, Segment on an N x N zarr-backed (dask)
   layer: read by window, segmented block by block, shown as a lazy multiscale Labels
   layer (with ``--lazy-model threshold``: the depth-2 hand-set network of
@@ -65,6 +70,10 @@ def main() -> None:
     parser.add_argument("--lazy-pyramid", action="store_true",
                         help="show the zarr image as a multiscale layer (level 0 and halves), "
                              "as a pyramidal OME-Zarr opens; the Segment widget reads level 0")
+    parser.add_argument("--model", help="segment with this model name or folder instead of "
+                                            "the random depth-4 16-filter U-Net")
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="rounds of the arrival phase (new result layer against add_labels)")
     parser.add_argument("--tail", type=float, default=1.5)
     parser.add_argument("--screenshot", help="PNG of the viewer after the lazy run")
     parser.add_argument("--force-gc", type=float, metavar="S",
@@ -83,6 +92,7 @@ def main() -> None:
     from qtpy.QtCore import QTimer
 
     from unet_core import UNet, UNetConfig, save_model
+    from unet_core.modelio import resolve_model_path
     from unet_core.synthetic import synthetic_nuclei
     from unet_core.training.dataset import TrainingSet
 
@@ -102,7 +112,7 @@ def main() -> None:
     viewer.add_image(image, name="big")
     _, segment = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Segment")
     _, finetune = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Fine-tune", tabify=True)
-    segment.model_picker.set_model(model)
+    segment.model_picker.set_model(resolve_model_path(args.model) if args.model else model)
     segment.device_combo.setCurrentText("cpu")
     finetune.model_picker.set_model(model)
     finetune.device_combo.setCurrentText("cpu")
@@ -127,9 +137,11 @@ def main() -> None:
         results[phase]["status"] = widget.run_bar.status.text()
     if "big labels" in viewer.layers:     # napari's own add_labels of the same array
         same = np.asarray(viewer.layers["big labels"].data)
-        results["add_labels"] = measure(meter, lambda: viewer.add_labels(same, name="reference"),
-                                        lambda: True, 60, args.tail)
+        results["add_labels"] = measure(meter, *in_event_loop(
+            lambda: viewer.add_labels(same, name="reference")), 60, args.tail)
         viewer.layers.remove("reference")
+    if args.repeats:
+        results.update(arrival(viewer, segment, meter, args.repeats, args.tail))
     if args.lazy_size:
         import dask.array as da
         import psutil
@@ -197,10 +209,52 @@ def main() -> None:
         if "computing_max_ms" in r:
             print(f"{phase}: max gap {r['computing_max_ms']} ms while computing, "
                   f"{r['result_max_ms']} ms from the result on")
+        if "rounds_ms" in r:
+            print(f"{phase}: gaps per round {r['rounds_ms']} ms, median {r['max_ms']} ms"
+                  + (f", {r['ratio_to_add_labels']}x add_labels"
+                     if "ratio_to_add_labels" in r else ""))
         if "peak_rss_gb" in r:
             print(f"{phase}: RSS {r['rss_before_gb']} GB before, peak {r['peak_rss_gb']} GB")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+def in_event_loop(call):
+    """(start, until) for :func:`measure` that make ``call`` once the meter's timer ticks:
+    a call made before the first tick would not be inside any measured gap."""
+    from qtpy.QtCore import QTimer
+
+    done = []
+    return (lambda: QTimer.singleShot(50, lambda: done.append(call())), lambda: bool(done))
+
+
+def arrival(viewer, segment, meter, repeats: int, tail: float) -> dict:
+    """Rounds of a Segment result added as a new layer, then napari's own ``add_labels``
+    of the same array; the layers of each round are renamed and hidden afterwards."""
+    rows = {"arrival-segment": [], "arrival-add_labels": []}
+    for k in range(repeats):
+        if "big labels" in viewer.layers:     # the next result becomes a new layer
+            viewer.layers["big labels"].name = f"big labels {k}"
+        for layer in viewer.layers:
+            layer.visible = layer.name == "big"
+        run = measure(meter, segment.run_bar.run_button.click, lambda: not segment.running,
+                      1800, tail)
+        result = viewer.layers["big labels"]
+        result.visible = False
+        same = np.asarray(result.data)
+        ref = measure(meter, *in_event_loop(
+            lambda same=same, k=k: viewer.add_labels(same, name=f"reference {k}")), 60, tail)
+        viewer.layers[f"reference {k}"].visible = False
+        rows["arrival-segment"].append({**run, "max_ms": run["result_max_ms"],
+                                        "status": segment.run_bar.status.text()})
+        rows["arrival-add_labels"].append({**ref, "objects": int(same.max())})
+    out = {}
+    for phase, runs in rows.items():
+        gaps = [r["max_ms"] for r in runs]
+        out[phase] = {**runs[-1], "max_ms": round(float(np.median(gaps)), 1), "rounds_ms": gaps}
+    ratio = out["arrival-segment"]["max_ms"] / max(out["arrival-add_labels"]["max_ms"], 1e-3)
+    out["arrival-segment"]["ratio_to_add_labels"] = round(ratio, 2)
+    return out
 
 
 if __name__ == "__main__":

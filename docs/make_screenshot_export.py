@@ -56,7 +56,7 @@ def main() -> None:
     _settle(viewer, 0.3)
     viewer.screenshot(path=str(OUT / "finetune_progress.png"), canvas_only=False)
     _until(lambda: not tune.running)
-    tune._on_export(path=str(TMP / f"{tune.new_model.name}.zip"))
+    tune.export_button.export(path=str(TMP / f"{tune.new_model.name}.zip"))
     _until(lambda: tune.run_bar.bar.value() >= 600 or not tune.export_jobs.running)
     _settle(viewer, 0.5)
     viewer.screenshot(path=str(OUT / "finetune_export.png"), canvas_only=False)

@@ -17,6 +17,8 @@ from unet_core import PredictOptions, Predictor, Progress, load_model
 from unet_core.progress import Stage
 from unet_core.route import route
 
+from ._heap import trimmed
+
 log = logging.getLogger(__name__)
 
 #: Tiling choices of the Segment widget: (label, preset key).
@@ -116,7 +118,8 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
 
         folder = result_folder(name)
         try:
-            res = yield from segment_to_pyramid_iter(pred, data, folder, want_prob=want_prob)
+            res = yield from trimmed(segment_to_pyramid_iter(pred, data, folder,
+                                                             want_prob=want_prob))
         except BaseException:      # failed or cancelled (GeneratorExit): nothing will show it
             release(folder)
             raise

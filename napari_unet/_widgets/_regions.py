@@ -1,6 +1,6 @@
 """Which pixels of a layer were reviewed: the plane on screen, and the region shapes.
 
-Non-Qt helpers of the Curate widget.  A huge (lazy) image is read only inside the
+Non-Qt helpers of the Curate widget.  A huge (lazy or not) image is read only inside the
 box around its region shapes (plus some context), never whole.
 """
 from __future__ import annotations
@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from unet_core import InputError
+from unet_core.lazyio import SMALL_PIXELS
 from unet_core.training.identity import example_identity
 
-from ._common import is_lazy, layer_pixels
+from ._common import layer_pixels
 
 #: Layer metadata key that ties a layer opened from the training set to its example.
 EXAMPLE_KEY = "napari_unet_example"
@@ -142,22 +143,24 @@ def reviewed_example(viewer, image, labels, shapes=False):
     Raises InputError with a message for the user when something is missing.
     """
     plane, img, lab = _planes(viewer, image, labels)
-    huge = is_lazy(img) or is_lazy(lab)
+    huge = img.shape[0] * img.shape[1] > SMALL_PIXELS     # lazy or not: read by region
     mask, box = None, None
     if shapes is None:
         raise InputError("Choose the Shapes layer of the reviewed region, or press "
                          "'Add review-region layer' and draw rectangles on it.")
     if shapes is not False:
+        none = InputError(f"No reviewed region: draw rectangles on '{shapes.name}' around "
+                          "what you corrected.")
         if huge:     # read and keep only the reviewed part (and some context)
             box = shapes_box(shapes, image, plane, tuple(lab.shape))
-            if box is not None:
-                y0, x0, y1, x1 = box
-                img, lab = img[y0:y1, x0:x1], lab[y0:y1, x0:x1]
+            if box is None:          # nothing to read
+                raise none
+            y0, x0, y1, x1 = box
+            img, lab = img[y0:y1, x0:x1], lab[y0:y1, x0:x1]
         img, lab = np.asarray(img), np.asarray(lab)
         mask = rectangles_mask(shapes, image, plane, lab.shape, box[:2] if box else (0, 0))
         if not mask.any():
-            raise InputError(f"No reviewed region: draw rectangles on '{shapes.name}' "
-                             "around what you corrected.")
+            raise none
     elif huge:
         raise InputError(f"'{image.name}' is too large to add whole: press 'Add "
                          "review-region layer' and draw rectangles around what you "

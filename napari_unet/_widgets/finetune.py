@@ -6,7 +6,7 @@ from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QFileDialog, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import QLabel, QWidget
 
 from unet_core import Progress, UNetError
 from unet_core.progress import Stage
@@ -27,12 +27,11 @@ from ._controls import (
     spin_box,
     training_set_edit,
 )
+from ._export import ExportButton
 from ._jobs import JobRunner
 from ._plot import TrainingPlot, theme_colors
 from ._run_bar import stage_text
 from ._training import (
-    export_job,
-    export_message,
     failure_note,
     finetune_child,
     finetune_job,
@@ -91,13 +90,10 @@ class FinetuneWidget(QWidget):
         self.compare_box = CompareBox()
         self.table, self.compare_note = self.compare_box.table, self.compare_box.note
         self.use_button = self.compare_box.use_button
-        self.export_button = QPushButton("Export for bioimage.io...")
-        self.export_button.setToolTip("Write the new model as a bioimage.io package (.zip) for "
-                                      "QuPath, Fiji/deepImageJ, ilastik and BiaPy")
+        self.export_button = ExportButton(self.run_bar, lambda: self.new_model,
+                                          lambda: self.running)
+        self.export_jobs = self.export_button.jobs
         self.compare_box.layout().addWidget(self.export_button)
-        self.export_jobs = JobRunner(self.run_bar, "Export", result=self._on_exported,
-                                     progress=self._on_export_progress,
-                                     cancelled="Cancelled: no package was written.")
 
         layout = scroll_body(self)
         layout.addLayout(make_form(
@@ -112,7 +108,6 @@ class FinetuneWidget(QWidget):
 
         self.run_bar.run.connect(self._on_run)
         self.use_button.clicked.connect(self._on_use_in_segment)
-        self.export_button.clicked.connect(self._on_export)
         self.folder_edit.line.textChanged.connect(self._on_folder_changed)
         self._on_folder_changed()
 
@@ -223,32 +218,3 @@ class FinetuneWidget(QWidget):
     def _on_use_in_segment(self) -> None:
         if self.new_model is not None:
             use_in_segment(self.viewer, self.new_model)
-
-    def _on_export(self, checked=False, path: str | None = None) -> None:
-        """Ask for a .zip (unless ``path`` is given) and write the new model there as a
-        bioimage.io package, in the background."""
-        from unet_core.export_bioimageio import INSTALL_HINT, bioimageio_installed
-
-        if self.new_model is None or self.running or self.export_jobs.running:
-            return
-        if not bioimageio_installed():
-            show_error("Exporting for bioimage.io needs bioimageio.core, which is not installed. "
-                       f"Install it with: {INSTALL_HINT}")
-            return
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Export for bioimage.io", str(Path.home() / f"{self.new_model.name}.zip"),
-                "bioimage.io package (*.zip)")
-            if not path:
-                return
-        if not path.lower().endswith(".zip"):
-            path += ".zip"
-        self.export_jobs.start(f"Exporting {self.new_model.name}", export_job, self.new_model, path)
-
-    def _on_export_progress(self, p: Progress) -> None:
-        self.run_bar.report(p, f"Export step {p.done + 1} of {p.total}: {p.info['step']}")
-
-    def _on_exported(self, result) -> str:
-        message = export_message(result)
-        show_info(message)
-        return message

@@ -4,11 +4,16 @@ from __future__ import annotations
 import sys
 
 from .cli_options import add_command
-from .export_bioimageio import INSTALL_HINT, export_bioimageio
+from .errors import InputError
+from .export_bioimageio import DEFAULT_AUTHOR, INSTALL_HINT, export_bioimageio
 
 
 def cmd_export(args) -> int:
+    author = DEFAULT_AUTHOR if args.author is None else args.author.strip()
+    if not author:
+        raise InputError("--author is empty: give a name, e.g. --author \"Ada Lovelace\".")
     result = export_bioimageio(args.model, args.output, licence=args.licence, test=not args.no_test,
+                               author=author,
                                report=lambda line: print(f"{line} ...", file=sys.stderr))
     test = "skipped" if result.test is None else result.test
     print(f"wrote {result.path} (weights: {', '.join(result.weights)}; licence {result.licence}; "
@@ -29,5 +34,8 @@ def add_commands(sub) -> None:
     x.add_argument("output", metavar="OUT.zip", help="the package to write")
     x.add_argument("--licence", help="SPDX licence id of the weights (default: from the training "
                                      "data, e.g. CC-BY-NC-SA-4.0 when MoNuSeg is among them)")
+    x.add_argument("--author", metavar="NAME",
+                   help="who made the weights, the package's author (default: the "
+                        "package's developers; give your name for a model you fine-tuned)")
     x.add_argument("--no-test", action="store_true",
                    help="validate only; skip bioimageio.core's test run")

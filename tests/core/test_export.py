@@ -119,3 +119,17 @@ def test_licence_follows_the_training_data():
 
     assert spdx_licence(licence_notes(model)) == "CC-BY-NC-SA-4.0"
     assert any("MoNuSeg" in r["group"] for r in training_data(model))
+
+
+def test_author_names_the_package_authors(saved_model, tmp_path, capsys):
+    _bioimageio()
+    from bioimageio.spec import load_description
+
+    out = tmp_path / "mine.zip"
+    assert main(["export", str(saved_model), str(out), "--author", " Ada Lovelace ",
+                 "--no-test"]) == 0
+    assert [a.name for a in load_description(out).authors] == ["Ada Lovelace"]
+    assert main(["export", str(saved_model), str(tmp_path / "b.zip"), "--author", " "]) == 2
+    err = capsys.readouterr().err
+    assert "--author is empty" in err and "Traceback" not in err
+    assert not (tmp_path / "b.zip").exists()

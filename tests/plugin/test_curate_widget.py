@@ -175,6 +175,10 @@ def test_region_of_a_huge_lazy_image_reads_that_region_only(make_napari_viewer, 
     assert "too large to add whole" in _severity(notifications, NotificationSeverity.ERROR)[-1]
 
     widget.new_region_button.click()
+    reads.clear()
+    widget.add_button.click()                      # no region drawn yet: nothing is read
+    assert "No reviewed region" in _severity(notifications, NotificationSeverity.ERROR)[-1]
+    assert reads == []
     viewer.layers["big reviewed regions"].add_rectangles(
         np.array([[3050, 1050], [3150, 1200]], float))
     reads.clear()
@@ -185,3 +189,25 @@ def test_region_of_a_huge_lazy_image_reads_that_region_only(make_napari_viewer, 
     assert ex.record["region"]["box"] == [2986, 986, 3215, 1265]
     np.testing.assert_array_equal(ex.labels, labels[2986:3215, 986:1265])
     assert ex.mask[64:165, 64:215].all() and ex.mask.sum() == 101 * 151
+
+
+def test_a_small_zarr_backed_plane_is_added_whole(make_napari_viewer, tmp_path, notifications):
+    """Lazy but small (a zarr opened in napari): the whole plane is read and added."""
+    import zarr
+
+    image, lab = synthetic_nuclei((200, 160), seed=4)
+    arrays = {}
+    for name, data in (("small", image), ("small labels", lab.astype(np.uint32))):
+        arrays[name] = zarr.create_array(str(tmp_path / f"{name}.zarr"), shape=data.shape,
+                                         dtype=data.dtype, chunks=(64, 64))
+        arrays[name][...] = data
+    viewer = make_napari_viewer()
+    viewer.add_image(arrays["small"], name="small")
+    viewer.add_labels(arrays["small labels"], name="small labels")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Curate")
+    widget.folder_edit.set_path(tmp_path / "set")
+    widget.add_button.click()
+    assert not _severity(notifications, NotificationSeverity.ERROR)
+    [ex] = TrainingSet(tmp_path / "set").load()[0]
+    np.testing.assert_array_equal(ex.image, image)
+    np.testing.assert_array_equal(ex.labels, lab)
