@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from .blockplan import BLOCK, OVERLAP, BlockPlan, job_key, make_plan, offsets_of  # noqa: F401
 from .lazyio import CHUNK, create_array, open_image
@@ -132,8 +133,6 @@ def prepare(job: BlockJob, key: dict) -> None:
 
 
 def _open(job, name):
-    import zarr
-
     return zarr.open_array(str(Path(job.work) / name), mode="r+")
 
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from .blockplan import BLOCK, job_key, make_plan
 from .blocks import BlockJob, ThreadExecutor, prepare, run_blocks
@@ -28,8 +29,6 @@ from .window import block_predictor, block_threads, image_settings
 
 def _finish_array(src: Path, final: Path) -> Path:
     """A finished zarr array of the work folder to ``final`` (.zarr: moved; else TIFF)."""
-    import zarr
-
     if final.suffix == ".zarr" or final.parent.suffix == ".zarr":
         final.parent.mkdir(parents=True, exist_ok=True)
         return replace_dir(src, final)
@@ -127,8 +126,6 @@ def build_pyramid(group_dir, source=None, min_side: int = 1024, chunk: int = 102
     Level "0" is ``source`` copied band by band, or already in the group.  Returns the
     levels as zarr arrays, largest first.
     """
-    import zarr
-
     group = zarr.open_group(str(group_dir), mode="a")
     if source is not None:
         level0 = group.create_array("0", shape=source.shape, dtype=source.dtype,
@@ -159,8 +156,6 @@ def segment_to_pyramid_iter(pred, data, folder, want_prob: bool = False, block: 
     Returns {"objects": int, "clipped": int, "labels": [zarr levels],
     "foreground": [zarr levels] or None}.
     """
-    import zarr
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     outputs = {"labels": folder / "labels.zarr" / "0"}
