@@ -100,11 +100,10 @@ class StainGuess:
 
     def note(self) -> str | None:
         """A sentence for the user when the guess was weak, else None."""
-        if self.confident:
-            return None
-        return (f"Stain assumed to be {STAIN_NAMES[self.stain]} ({self.reason}); if that is "
-                "wrong, choose the stain by hand (Stain in the Segment widget, --stain on the "
-                "command line).")
+        where = "Stain in the Segment widget, --stain on the command line"
+        return None if self.confident else (
+            f"Stain assumed to be {STAIN_NAMES[self.stain]} ({self.reason}); if that is "
+            f"wrong, choose the stain by hand ({where}).")
 
 
 STAIN_NAMES = {"fluorescence": "fluorescence", "brightfield": "brightfield", "he": "H&E"}
