@@ -42,7 +42,7 @@ METHODS = {"torch": ("torch", "f32"), "onnxruntime": ("onnxruntime", "f32"),
 def _image(size: int):
     import numpy as np
 
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
 
     tile, _ = synthetic_nuclei((min(size, 1024),) * 2, seed=1, dtype="uint16", **SAMPLE_PARAMS)
     reps = -(-size // tile.shape[0])
@@ -57,7 +57,7 @@ def run_one(method: str, size: int, task: str, save: str | None, threads: int = 
         torch.set_num_threads(threads)    # every backend follows torch's thread count
 
     from unet_core import Predictor, load_model
-    from unet_core.backends import describe
+    from unet_core.inference.backends import describe
     from unet_core.progress import run_to_end
 
     backend, precision = METHODS[method]
@@ -109,8 +109,8 @@ def quality() -> dict:
     from realdata import dsb2018_sample
 
     from unet_core import Predictor, load_model
-    from unet_core.backends import cpu_bf16
-    from unet_core.metrics import evaluate
+    from unet_core.inference.backends import cpu_bf16
+    from unet_core.segmentation.metrics import evaluate
 
     image, truth = dsb2018_sample()
     model = load_model("nuclei")
@@ -155,7 +155,7 @@ def main(argv=None):
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
         return
-    from unet_core.backends import cpu_bf16, installed
+    from unet_core.inference.backends import cpu_bf16, installed
 
     methods = [m for m in args.methods.split(",")
                if METHODS[m][0] in installed() + ["auto"] and (METHODS[m][1] != "bf16" or cpu_bf16())]

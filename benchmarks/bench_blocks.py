@@ -1,7 +1,7 @@
 """Block-merged labels against whole-image labels, with the bundled model.
 
 For each image size and block size: segment a synthetic nuclei mosaic whole
-(``Predictor.segment``) and block by block (:func:`unet_core.large.segment_file_iter`),
+(``Predictor.segment``) and block by block (:func:`unet_core.scaleout.large.segment_file_iter`),
 then match the nuclei one-to-one (best IoU both ways) and count nuclei split or merged
 at block borders (an object of one side overlapping two of the other by >= 10 px).
 
@@ -45,7 +45,7 @@ def compare(whole: np.ndarray, blocks: np.ndarray) -> dict:
 
 
 def mosaic(size: int) -> np.ndarray:
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
 
     rows = []
     for i in range(size // 1024):
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     import zarr
 
     from unet_core import Predictor, load_model, run_to_end
-    from unet_core.large import segment_file_iter
-    from unet_core.lazyio import LazyImage
+    from unet_core.files.lazyio import LazyImage
+    from unet_core.scaleout.large import segment_file_iter
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048])

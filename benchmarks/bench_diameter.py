@@ -19,7 +19,7 @@ import numpy as np
 from realdata import dsb2018_sample
 
 from unet_core import Predictor, load_model
-from unet_core.resample import resample
+from unet_core.inference.resample import resample
 
 
 def timed(fn):

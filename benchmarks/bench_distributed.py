@@ -1,7 +1,7 @@
 """Throughput of ``batch`` on a dask LocalCluster: 1 worker vs 2 workers x 1 thread.
 
 Eight synthetic images (``--size`` px) segmented with the bundled model through
-:func:`unet_core.batch.batch_iter` on a LocalCluster of 1 worker, then of 2 workers
+:func:`unet_core.scaleout.batch.batch_iter` on a LocalCluster of 1 worker, then of 2 workers
 (each with one torch thread), cluster start-up and each worker's model loading
 excluded (``--cold`` includes the loading); files per second and the
 speed-up.  A 2-core machine can give at most 2x, less when other work shares it.
@@ -26,8 +26,8 @@ RESULTS = Path(__file__).parent / "results" / "distributed.json"
 def _warm_worker(spec, size):
     """Load the model and compile the backend for every window shape a file of
     ``size`` px asks for (one segment of another synthetic image)."""
-    from unet_core.distributed import worker_predictor
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.scaleout.distributed import worker_predictor
 
     image = synthetic_nuclei((size, size), seed=1, dtype="uint16", **SAMPLE_PARAMS)[0]
     worker_predictor(spec).segment(image)
@@ -37,9 +37,9 @@ def main(argv=None) -> int:
     import tifffile
 
     from unet_core import Predictor, load_model, run_to_end
-    from unet_core.batch import batch_iter
-    from unet_core.distributed import close_client, make_client, predictor_spec
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.scaleout.batch import batch_iter
+    from unet_core.scaleout.distributed import close_client, make_client, predictor_spec
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=8)

@@ -23,9 +23,9 @@ from realdata import dsb2018_sample
 from scipy import ndimage as ndi
 
 from unet_core import Predictor, load_model
-from unet_core.metrics import evaluate
+from unet_core.data.synthetic import synthetic_nuclei
 from unet_core.progress import run_to_end
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.segmentation.metrics import evaluate
 from unet_core.training.dataset import Example
 from unet_core.training.finetune import finetune_iter
 

@@ -25,7 +25,7 @@ from realdata import dsb2018_sample
 from scipy import ndimage as ndi
 
 from unet_core import Predictor, load_model
-from unet_core.metrics import evaluate
+from unet_core.segmentation.metrics import evaluate
 
 
 def whole_objects(labels: np.ndarray, x0: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def main(argv=None):
     (tmp / "images").mkdir()
     tifffile.imwrite(tmp / "images" / "left.tif", image[:, :w])
     tifffile.imwrite(tmp / "images" / "left_labels.tif", truth[:, :w].astype(np.uint32))
-    cmd = [sys.executable, "-m", "unet_core.cli", "finetune", "--base", args.base,
+    cmd = [sys.executable, "-m", "unet_core.commands.cli", "finetune", "--base", args.base,
            "--images", str(tmp / "images"), "--labels", str(tmp / "images"),
            "--steps", str(args.steps), "--max-seconds", str(args.seconds), "--device", "cpu",
            "-o", str(tmp / "model"), "-q"] + (["--lr", str(args.lr)] if args.lr else [])

@@ -7,13 +7,13 @@
   reads and normalises the next tiles while the network runs (the default) and without
   it; the copies to and from the GPU go through page-locked memory.
 - **segment**: instance labels block by block from a zarr store into a zarr store
-  (``unet_core.large.segment_file_iter``, 2048 px blocks), with the blocks' watersheds
+  (``unet_core.scaleout.large.segment_file_iter``, 2048 px blocks), with the blocks' watersheds
   in 1 thread and in one thread per CPU core (up to 16): the threads take turns on the
   network and run their watersheds side by side, so the GPU does not wait for one core.
 
 - **instances**: the instance step of one 4096 px image's probabilities on the device
-  (``unet_core.instances_torch``, what ``segment`` uses on CUDA) against the CPU's
-  (``unet_core.instances.probs_to_labels``), with the agreement of the two (AP50 of
+  (``unet_core.segmentation.instances_torch``, what ``segment`` uses on CUDA) against the CPU's
+  (``unet_core.segmentation.instances.probs_to_labels``), with the agreement of the two (AP50 of
   one against the other, and the share of identical pixels).
 
 Every figure is one timed run after a warm-up on the same shapes; MP = 2^20 px.  Runs
@@ -36,11 +36,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_memory import patches, write_zarr  # noqa: E402
 
-import unet_core.predict as predict_mod  # noqa: E402
+import unet_core.inference.predict as predict_mod  # noqa: E402
 from unet_core import Predictor, load_model, run_to_end  # noqa: E402
-from unet_core.large import segment_file_iter  # noqa: E402
-from unet_core.lazyio import open_image  # noqa: E402
-from unet_core.window import block_predictor  # noqa: E402
+from unet_core.files.lazyio import open_image  # noqa: E402
+from unet_core.inference.window import block_predictor  # noqa: E402
+from unet_core.scaleout.large import segment_file_iter  # noqa: E402
 
 
 def mosaic(size: int, tiles) -> np.ndarray:
@@ -104,8 +104,8 @@ def time_segment(pred, src: Path, work: Path, threads: int):
 
 def time_instances(pred, image) -> dict:
     """The instance step on the device against the CPU's, on the same probabilities."""
-    from unet_core import instances, instances_torch
-    from unet_core.metrics import evaluate
+    from unet_core.segmentation import instances, instances_torch
+    from unet_core.segmentation.metrics import evaluate
 
     prob = pred.predict(image)
     params = pred.instance_params

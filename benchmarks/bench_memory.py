@@ -11,7 +11,7 @@ size" (the whole process: Python, torch, the model, the blocks).
 ``--model tiny`` uses a depth-2, 4-filter U-Net (saved to a temporary folder), so the
 figure is the pipeline's own memory (reading, blocks, watershed, merge, writing,
 measurements) at a small CPU cost; the network's share is bounded by the block's tile
-cap (:data:`unet_core.window.MAX_TILE`) and does not grow with the image.
+cap (:data:`unet_core.inference.window.MAX_TILE`) and does not grow with the image.
 Results go to benchmarks/results/memory.json (appended by size and run).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ PATCH = 1024
 
 
 def patches(n: int = 6):
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
 
     return [synthetic_nuclei((PATCH, PATCH), seed=100 + k, dtype="uint16", **SAMPLE_PARAMS)[0]
             for k in range(n)]
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         model = str(tiny_model(work)) if args.model == "tiny" else args.model
         tiles = patches()
-        exe = [sys.executable, "-m", "unet_core.cli"]
+        exe = [sys.executable, "-m", "unet_core.commands.cli"]
         for size in args.sizes:
             for run in args.runs:
                 cmd_name, fmt = run.split("-")

@@ -92,8 +92,8 @@ def main() -> None:
     from qtpy.QtCore import QTimer
 
     from unet_core import UNet, UNetConfig, save_model
-    from unet_core.modelio import resolve_model_path
-    from unet_core.synthetic import synthetic_nuclei
+    from unet_core.data.synthetic import synthetic_nuclei
+    from unet_core.models.modelio import resolve_model_path
     from unet_core.training.dataset import TrainingSet
 
     qt_main_window.SHOW_QT_WARNING = False

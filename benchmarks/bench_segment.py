@@ -23,7 +23,7 @@ thread, so partly hidden behind the network), ``network`` (the engine's forward
 passes), ``instances`` (``probs_to_labels`` on the probabilities, timed alone) and
 ``stitch+rest`` (what else ``segment`` spends: stitching, waiting for tiles, checks).  In memory: no reading or writing.
 
-``--blocks N``: the block-wise path a large file takes (``unet_core.large``), on an
+``--blocks N``: the block-wise path a large file takes (``unet_core.scaleout.large``), on an
 N x N mosaic written as a tiled TIFF, each run in a fresh process (its peak RSS from
 ``wait4``): ``predict`` (the whole image's probabilities, read from the file in one
 piece), ``segment`` (block-wise labels into a zarr store, today's instances) and
@@ -43,8 +43,8 @@ from realdata import dsb2018_sample
 from scipy import ndimage as ndi
 
 from unet_core import Predictor, load_model
-from unet_core import instances as inst
-from unet_core.metrics import evaluate
+from unet_core.segmentation import instances as inst
+from unet_core.segmentation.metrics import evaluate
 
 
 def old_labels(prob, fg_threshold=0.5, boundary_threshold=0.5, h=1.0, sigma=1.0, min_size=16):
@@ -78,7 +78,7 @@ class StageTimer:
     from wrappers put around them (removed by :meth:`close`)."""
 
     def __init__(self, pred):
-        import unet_core.predict as predict_module
+        import unet_core.inference.predict as predict_module
 
         self.seconds = {"read+normalise": 0.0, "network": 0.0}
         self._undo = []
@@ -182,10 +182,10 @@ def main(argv=None):
 
 def child(run: str, tiff: str, out: str) -> int:
     """One timed run in this (fresh) process; prints its seconds as JSON."""
-    import unet_core.predict as predict_module
-    from unet_core.large import segment_file_iter
-    from unet_core.lazyio import open_image
+    import unet_core.inference.predict as predict_module
+    from unet_core.files.lazyio import open_image
     from unet_core.progress import run_to_end
+    from unet_core.scaleout.large import segment_file_iter
 
     pred = Predictor(load_model("nuclei"), device="cpu", diameter="none")
     image = open_image(tiff)

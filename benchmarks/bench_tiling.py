@@ -54,7 +54,7 @@ def run_one(method: str, size: int, threads: int | None = None) -> dict:
     if threads:
         torch.set_num_threads(threads)
     from unet_core import Predictor
-    from unet_core.normalize import normalize
+    from unet_core.inference.normalize import normalize
 
     net, img = _net(), _image(size)
     pred = Predictor(net, device="cpu")  # converts the net to channels_last, as every method uses

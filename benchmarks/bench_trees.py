@@ -52,9 +52,9 @@ def digest(folder: Path) -> dict[str, str]:
 
 def run(tree: Path, args: list[str], env_extra: dict[str, str]) -> float:
     env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}:{tree}", **env_extra)
-    code = "import sys; from unet_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from unet_core.commands.cli import main; sys.exit(main(sys.argv[1:]))"
     if (tree / "src" / "unet_core" / "commands").is_dir():
-        code = code.replace("unet_core.cli", "unet_core.commands.cli")
+        code = code.replace("unet_core.commands.cli", "unet_core.commands.cli")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0

@@ -20,9 +20,9 @@ import numpy as np
 from bench_segment import old_labels
 from eval_real import DEFAULT_PAIRS
 
-import unet_core.predict as predict_module
+import unet_core.inference.predict as predict_module
 from unet_core import Predictor
-from unet_core.metrics import match_counts
+from unet_core.segmentation.metrics import match_counts
 from unet_core.training.pairs import load_pairs
 
 

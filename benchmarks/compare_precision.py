@@ -20,8 +20,8 @@ from eval_real import DEFAULT_PAIRS
 from realdata import dsb2018_sample
 
 from unet_core import Predictor, load_model
-from unet_core.backends import cpu_bf16
-from unet_core.metrics import match_counts
+from unet_core.inference.backends import cpu_bf16
+from unet_core.segmentation.metrics import match_counts
 from unet_core.training.pairs import load_pairs
 
 METHODS = {"torch-f32": ("torch", "f32"), "openvino-f32": ("openvino", "f32"),

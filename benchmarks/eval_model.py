@@ -18,8 +18,8 @@ import numpy as np
 from realdata import classical_baseline, dsb2018_sample
 
 from unet_core import Predictor, load_model
-from unet_core.metrics import evaluate
-from unet_core.synthetic import synthetic_dataset
+from unet_core.data.synthetic import synthetic_dataset
+from unet_core.segmentation.metrics import evaluate
 
 
 def score(segment, pairs):

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from unet_core import Predictor, load_model
-from unet_core.image_settings import overview
-from unet_core.metrics import evaluate, match_counts
-from unet_core.stain import convert, guess_stain, white_level
+from unet_core.inference.image_settings import overview
+from unet_core.inference.stain import convert, guess_stain, white_level
+from unet_core.segmentation.metrics import evaluate, match_counts
 from unet_core.training.pairs import load_pairs
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei-real"

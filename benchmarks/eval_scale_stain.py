@@ -8,7 +8,7 @@ With the defaults (diameter="auto", stain="auto") and nothing set by hand:
   mean over the four 90-degree rotations, and the estimated diameter against the true
   median equivalent diameter of the expert labels;
 - stain: the same image as brightfield (inverted grey) and as a synthetic H&E
-  rendering (:func:`unet_core.synthetic.render_he`), with the stain "auto" picked;
+  rendering (:func:`unet_core.data.synthetic.render_he`), with the stain "auto" picked;
 - borders: inside a 64 px band of zeros and of a constant grey (the image's median);
 - the same figures with ``diameter=None`` (the image as it is) for comparison.
 """
@@ -21,9 +21,9 @@ import numpy as np
 from realdata import dsb2018_sample
 
 from unet_core import Predictor, load_model
-from unet_core.metrics import evaluate
-from unet_core.resample import nearest_labels, resample
-from unet_core.synthetic import render_he
+from unet_core.data.synthetic import render_he
+from unet_core.inference.resample import nearest_labels, resample
+from unet_core.segmentation.metrics import evaluate
 
 
 def rotations(image, labels):

@@ -28,7 +28,7 @@ p = Predictor('nuclei', device='cuda', diameter=None)
 im = (np.random.default_rng(0).random((700, 900)) * 1000).astype(np.uint16)
 print(p.backend, p.precision, p.predict(im).shape, int(p.segment(im).max()))"
   log train stage
-  timeout 200 python3 -m unet_core.cli train --config weights/nuclei.stage2.train.json \
+  timeout 200 python3 -m unet_core.commands.cli train --config weights/nuclei.stage2.train.json \
     --synthetic 3000 --synthetic-size 256 --seed 1 --init "${INIT:-nuclei}" --device cuda -o /tmp/stage -q
   echo "rc $?"; tar czf "$OUT/stage.tgz" -C /tmp stage
   log throughput

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
-from unet_core.synthetic import synthetic_nuclei  # noqa: E402
+from unet_core.data.synthetic import synthetic_nuclei  # noqa: E402
 
 
 def main(argv=None):

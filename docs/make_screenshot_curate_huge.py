@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 from qtpy.QtWidgets import QApplication
 
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 
 
 def main(out: str) -> None:

@@ -23,7 +23,7 @@ from make_screenshots import OUT  # noqa: E402
 from make_screenshots_training import _settle  # noqa: E402
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
-from unet_core.synthetic import synthetic_nuclei  # noqa: E402
+from unet_core.data.synthetic import synthetic_nuclei  # noqa: E402
 from unet_core.training.dataset import TrainingSet  # noqa: E402
 
 

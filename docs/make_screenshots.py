@@ -20,7 +20,7 @@ import torch
 from qtpy.QtWidgets import QApplication
 
 from unet_core import UNet, UNetConfig, list_models, save_model
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 
 OUT = Path(__file__).resolve().parent / "images"
 log = logging.getLogger("make_screenshots")
@@ -48,8 +48,8 @@ def _model(tmp: Path) -> str:
 
 def _demo_net(steps: int = 250) -> UNet:
     """A depth-3 U-Net fitted briefly to synthetic nuclei (foreground + boundary, BCE)."""
-    from unet_core.instances import labels_to_targets
-    from unet_core.normalize import normalize
+    from unet_core.inference.normalize import normalize
+    from unet_core.segmentation.instances import labels_to_targets
 
     torch.manual_seed(0)
     net = UNet(UNetConfig(depth=3, base_filters=8))

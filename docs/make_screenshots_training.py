@@ -29,7 +29,7 @@ os.environ["NAPARI_UNET_TRAINING_SET"] = str(TMP / "training-set")
 import napari  # noqa: E402  (after the environment that points the plugin at TMP)
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
-from unet_core.synthetic import synthetic_nuclei  # noqa: E402
+from unet_core.data.synthetic import synthetic_nuclei  # noqa: E402
 
 
 def _settle(viewer, seconds: float = 1.0) -> None:

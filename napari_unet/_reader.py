@@ -2,9 +2,9 @@
 
 napari's own readers read a file whole; a 20,000 px mosaic then costs gigabytes before
 anything runs.  This reader opens TIFFs (tiled, striped, BigTIFF) and zarr / OME-Zarr
-images of more than :func:`unet_core.pyramid.large_pixels` per plane (4096 x 4096
+images of more than :func:`unet_core.files.pyramid.large_pixels` per plane (4096 x 4096
 by default) as multiscale layers whose levels are read, or built, only where napari
-shows them (:func:`unet_core.pyramid.open_pyramid`).  Smaller files, stacks and
+shows them (:func:`unet_core.files.pyramid.open_pyramid`).  Smaller files, stacks and
 multichannel images are left to napari's readers (``get_reader`` returns None).
 
 Segment reads level 0 of such a layer by window and segments it block by block.
@@ -23,7 +23,7 @@ LEVELS_KEY = "napari_unet_levels"
 
 def get_reader(path):
     """The reader of ``path`` if it is a large TIFF or zarr image, else None."""
-    from unet_core.pyramid import open_pyramid
+    from unet_core.files.pyramid import open_pyramid
 
     if isinstance(path, (list, tuple)):
         if len(path) != 1:

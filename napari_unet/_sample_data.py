@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unet_core.synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
+from unet_core.data.synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
 
 
 def sample_nuclei() -> list:

@@ -15,7 +15,7 @@ import numpy as np
 
 from unet_core import PredictOptions, Predictor, Progress, load_model
 from unet_core.progress import Stage
-from unet_core.route import route
+from unet_core.scaleout.route import route
 
 from ._heap import trimmed
 
@@ -91,9 +91,9 @@ def layer_pixels(layer):
 
 
 def is_lazy(data) -> bool:
-    """Whether layer data goes block by block (:func:`unet_core.route.route`): not in
+    """Whether layer data goes block by block (:func:`unet_core.scaleout.route.route`): not in
     memory (dask, zarr, ...), or a 2D image larger than
-    :data:`unet_core.lazyio.SMALL_PIXELS`."""
+    :data:`unet_core.files.lazyio.SMALL_PIXELS`."""
     return route(data).blocks
 
 
@@ -102,7 +102,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
     """Generator job: load (or reuse) the predictor, then segment ``data``.
 
     Layers that are not in memory or are large are read window by window and written
-    block by block into zarr pyramids (:func:`unet_core.large.segment_to_pyramid_iter`);
+    block by block into zarr pyramids (:func:`unet_core.scaleout.large.segment_to_pyramid_iter`);
     others are read whole, here, off the GUI thread.
 
     Yields Progress (stage "load", then the engine's); returns a :class:`SegmentResult`.
@@ -112,7 +112,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
     t0 = time.perf_counter()
     compiled = pred.engine is None
     if is_lazy(data):
-        from unet_core.large import segment_to_pyramid_iter
+        from unet_core.scaleout.large import segment_to_pyramid_iter
 
         from ._result_cache import release, result_folder
 
@@ -136,7 +136,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
 
 
 def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):
-    """Generator job: the image's :class:`~unet_core.image_settings.ImageSettings` with an
+    """Generator job: the image's :class:`~unet_core.inference.image_settings.ImageSettings` with an
     estimated nucleus diameter."""
     yield Progress(0, 1, Stage.LOAD)
     pred = cache.get(key).with_options(diameter="auto", stain=stain)
@@ -145,7 +145,7 @@ def estimate_job(cache: PredictorCache, key: PredictorKey, data, stain="auto"):
 
 def engine_text(pred: Predictor, compiled: bool = False) -> str:
     """What ran the network ("OpenVINO bf16"), with the compile time when this run paid it."""
-    from unet_core.backends import describe
+    from unet_core.inference.backends import describe
 
     text = describe(pred.backend, pred.precision)
     if compiled and pred.engine_info.get("seconds") is not None:
@@ -155,16 +155,16 @@ def engine_text(pred: Predictor, compiled: bool = False) -> str:
 
 def batch_job(cache: PredictorCache, key: PredictorKey, input_dir, output_dir, diameter="auto",
               stain="auto", scheduler=None, **kwargs):
-    """Generator job: :func:`unet_core.batch.batch_iter` with the cached predictor, at
+    """Generator job: :func:`unet_core.scaleout.batch.batch_iter` with the cached predictor, at
     ``diameter`` ("auto": estimated per file) and ``stain``; on this process
     (``scheduler`` None), a local dask cluster ("local") or a scheduler's address."""
-    from unet_core.batch import batch_iter
+    from unet_core.scaleout.batch import batch_iter
 
     yield Progress(0, 1, Stage.LOAD)
     pred = cache.get(key).with_options(diameter=diameter, stain=stain)
     if not scheduler:
         return (yield from batch_iter(pred, input_dir, output_dir, **kwargs))
-    from unet_core.distributed import close_client, make_client
+    from unet_core.scaleout.distributed import close_client, make_client
 
     client = make_client(scheduler)
     try:

@@ -39,7 +39,7 @@ class ExportButton(QPushButton):
 
     def export(self, path: str | None = None) -> None:
         """Ask for a .zip (unless ``path`` is given) and export the model there."""
-        from unet_core.export_bioimageio import INSTALL_HINT, bioimageio_installed
+        from unet_core.models.export_bioimageio import INSTALL_HINT, bioimageio_installed
 
         model = self._model()
         if model is None or self._busy() or self.jobs.running:

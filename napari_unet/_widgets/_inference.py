@@ -23,8 +23,8 @@ def inference_choices() -> list[tuple[str, tuple[str, str, str]]]:
     "auto" first, with what it resolves to ("auto: cpu, OpenVINO f32"); then the
     CPU with each installed backend and precision, then the GPUs (PyTorch).
     """
-    from unet_core import backends
-    from unet_core.devices import resolve_device
+    from unet_core.inference import backends
+    from unet_core.inference.devices import resolve_device
 
     auto_device = resolve_device("auto")
     auto = backends.describe(*backends.resolve("auto", "auto", auto_device))
@@ -50,7 +50,7 @@ def inference_combo(parent=None) -> QComboBox:
     """The device and backend choice of Segment and Batch: "auto" (showing what it
     resolved to), the CPU with each installed backend and precision, then the GPUs.
     Item data: (device, backend, precision)."""
-    from unet_core.backends import INSTALL_HINT, installed
+    from unet_core.inference.backends import INSTALL_HINT, installed
 
     combo = QComboBox(parent)
     for text, data in inference_choices():

@@ -15,8 +15,8 @@ import logging
 from collections.abc import Callable
 
 from unet_core import UNetError
-from unet_core.child import JobCancelled
 from unet_core.errors import explain, is_out_of_memory
+from unet_core.scaleout.child import JobCancelled
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _on_warned(args: tuple) -> None:
     (e.g. a fast backend falling back to PyTorch) reach the user; libraries' notes do not."""
     from napari.utils.notifications import show_warning
 
-    from unet_core.backends import BackendWarning
+    from unet_core.inference.backends import BackendWarning
 
     message, category = args[0], args[1]
     if issubclass(category, BackendWarning):

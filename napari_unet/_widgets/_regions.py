@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from unet_core import InputError
-from unet_core.lazyio import SMALL_PIXELS
+from unet_core.files.lazyio import SMALL_PIXELS
 from unet_core.training.identity import example_identity
 
 from ._common import layer_pixels

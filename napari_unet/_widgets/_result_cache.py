@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from unet_core.safefiles import try_lock, unlock
+from unet_core.files.safefiles import try_lock, unlock
 
 log = logging.getLogger(__name__)
 

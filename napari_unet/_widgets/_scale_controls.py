@@ -4,8 +4,8 @@ from __future__ import annotations
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QPushButton, QWidget
 
-from unet_core.scale import MAX_DIAMETER
-from unet_core.stain import STAIN_CHOICES, STAIN_NAMES
+from unet_core.inference.scale import MAX_DIAMETER
+from unet_core.inference.stain import STAIN_CHOICES, STAIN_NAMES
 
 
 class ScaleControls(QWidget):
@@ -53,14 +53,14 @@ class ScaleControls(QWidget):
         return self.stain_combo.currentData()
 
     def show_estimate(self, settings) -> None:
-        """Fill in an estimate (an :class:`~unet_core.image_settings.ImageSettings`)."""
+        """Fill in an estimate (an :class:`~unet_core.inference.image_settings.ImageSettings`)."""
         if settings.diameter:
             self.diameter_spin.setValue(round(settings.diameter, 1))
         self.show_resolved(settings)
 
     def show_resolved(self, settings) -> None:
         """Show what "auto" resolved to for the last image (an
-        :class:`~unet_core.image_settings.ImageSettings`): "auto: H&E", "auto: 24 px"."""
+        :class:`~unet_core.inference.image_settings.ImageSettings`): "auto: H&E", "auto: 24 px"."""
         stain = STAIN_NAMES.get(settings.stain, settings.stain)
         self.stain_combo.setItemText(0, f"auto: {stain}")
         self.stain_combo.setToolTip(f"auto chose {stain} for the last image")

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 from unet_core import Progress, UNetError
-from unet_core.child import ChildDied
 from unet_core.progress import Stage
+from unet_core.scaleout.child import ChildDied
 from unet_core.training.config import FinetuneConfig
 from unet_core.training.dataset import example_id
 from unet_core.training.identity import source_name
@@ -73,13 +73,13 @@ def failure_note(exc) -> str:
 
 def finetune_child(base: str, folder, out_dir, config: FinetuneConfig):
     """A fine-tuning of ``base`` on the training set ``folder`` into ``out_dir``, to be run
-    in a child process (:class:`~unet_core.child.ChildJob`): a crash there cannot take
+    in a child process (:class:`~unet_core.scaleout.child.ChildJob`): a crash there cannot take
     napari down, and the child's (GPU) memory is freed when it ends.  The child uses as
     many torch threads as this process, at a lower CPU priority, so napari stays
     responsive while it trains on every core."""
     import torch
 
-    from unet_core.child import ChildJob
+    from unet_core.scaleout.child import ChildJob
     from unet_core.training.finetune import finetune_iter
 
     return ChildJob(finetune_iter, str(base), str(folder), str(out_dir), config,
@@ -107,8 +107,8 @@ def train_progress(config: FinetuneConfig, p: Progress, seconds: float) -> tuple
 
 def export_job(model_dir, out):
     """Generator job: a model folder written as a bioimage.io package ``out`` (the
-    engine's steps as Progress); returns the :class:`~unet_core.export_bioimageio.ExportResult`."""
-    from unet_core.export_bioimageio import export_iter
+    engine's steps as Progress); returns the :class:`~unet_core.models.export_bioimageio.ExportResult`."""
+    from unet_core.models.export_bioimageio import export_iter
 
     return (yield from export_iter(model_dir, out))
 

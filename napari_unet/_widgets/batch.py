@@ -8,7 +8,7 @@ from qtpy.QtWidgets import QComboBox, QLabel, QLineEdit, QListWidget, QListWidge
 
 from unet_core import Progress
 from unet_core.progress import Stage
-from unet_core.route import INPUT_SUFFIXES
+from unet_core.scaleout.route import INPUT_SUFFIXES
 
 from ._common import PredictorCache, PredictorKey, batch_job
 from ._controls import (
@@ -40,7 +40,7 @@ def scheduler_combo() -> QComboBox:
 
 
 class BatchWidget(QWidget):
-    """Segment a folder of images in a background thread (:func:`unet_core.batch.batch_iter`).
+    """Segment a folder of images in a background thread (:func:`unet_core.scaleout.batch.batch_iter`).
 
     Writes ``<stem>_labels.tif``, optionally ``<stem>_prob.tif`` and
     ``<stem>_objects.csv`` per input into the output folder, resumes a previous run
@@ -110,7 +110,7 @@ class BatchWidget(QWidget):
         return self.jobs.running
 
     def outputs(self) -> tuple[str, ...]:
-        """The outputs ticked, as :func:`~unet_core.batch.batch_iter` names them."""
+        """The outputs ticked, as :func:`~unet_core.scaleout.batch.batch_iter` names them."""
         boxes = (("labels", self.labels_check), ("prob", self.prob_check), ("csv", self.csv_check))
         return tuple(name for name, box in boxes if box.isChecked())
 

@@ -6,7 +6,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QWidget
 
-from unet_core.image_settings import ImageSettings
+from unet_core.inference.image_settings import ImageSettings
 
 from ._common import TILINGS, PredictorCache, PredictorKey, estimate_job, layer_pixels, segment_job
 from ._controls import (

@@ -69,7 +69,7 @@ class EngineReady:
 
     @classmethod
     def of(cls, info: dict) -> EngineReady:
-        """From the info of :func:`~unet_core.backends.make_engine` (keys missing early on)."""
+        """From the info of :func:`~unet_core.inference.backends.make_engine` (keys missing early on)."""
         return cls(**{k: v for k, v in info.items() if k in cls.__dataclass_fields__ and v is not None})
 
 

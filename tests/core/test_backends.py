@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import lively_unet, make_example
-from unet_core import InputError, Predictor, backends, load_model
-from unet_core.backends import (
+from unet_core import InputError, Predictor, load_model
+from unet_core.inference import backends
+from unet_core.inference.backends import (
     ENV_BACKEND,
     ENV_PRECISION,
     BackendWarning,
@@ -172,8 +173,8 @@ def test_an_unusable_cache_folder_falls_back_with_a_warning(tmp_path, monkeypatc
 
 @pytest.mark.skipif(not cpu_bf16(), reason="this CPU does not execute bf16 natively (OpenVINO)")
 def test_bf16_labels_agree_with_f32_labels():
-    from unet_core.metrics import evaluate
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.segmentation.metrics import evaluate
 
     image, _ = synthetic_nuclei((256, 256), seed=3, dtype="uint16", **SAMPLE_PARAMS)
     model = load_model("nuclei")
@@ -187,7 +188,7 @@ def test_bf16_labels_agree_with_f32_labels():
 def test_cli_backend_options(saved_model, tmp_path, capsys, monkeypatch):
     import tifffile
 
-    from unet_core.cli import main
+    from unet_core.commands.cli import main
 
     image = make_example(2, size=96)[0]
     tifffile.imwrite(tmp_path / "img.tif", image)
@@ -216,7 +217,7 @@ def test_openvino_keeps_only_the_last_compiled_shapes():
     """Each compiled shape holds its own buffers: blocks of a large image come in
     several window shapes, so only the last MAX_COMPILED stay; a shape that comes back
     is compiled again and gives the same numbers."""
-    from unet_core.engines import MAX_COMPILED
+    from unet_core.inference.engines import MAX_COMPILED
 
     net = lively_unet(depth=2, base_filters=4, out_channels=3)
     pred = Predictor(net, device="cpu", backend="openvino", precision="f32")

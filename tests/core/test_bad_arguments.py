@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import make_example
-from unet_core import cli
+from unet_core.commands import cli
 from unet_core.errors import explain
-from unet_core.fileio import write_tiff
-from unet_core.metrics import evaluate
+from unet_core.files.fileio import write_tiff
+from unet_core.segmentation.metrics import evaluate
 
 
 def test_evaluate_handles_a_million_objects_per_image(tmp_path, capsys):

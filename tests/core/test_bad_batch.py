@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from unet_core import Predictor, cli, run_to_end
-from unet_core.batch import batch_iter
-from unet_core.synthetic import synthetic_nuclei
+from unet_core import Predictor, run_to_end
+from unet_core.commands import cli
+from unet_core.data.synthetic import synthetic_nuclei
+from unet_core.scaleout.batch import batch_iter
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_a_scheduler_that_never_answers_is_named_within_seconds(folder, tmp_path
     port = silent.getsockname()[1]
     start = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-m", "unet_core.cli", "batch", str(folder), "-o",
+        proc = subprocess.run([sys.executable, "-m", "unet_core.commands.cli", "batch", str(folder), "-o",
                                str(tmp_path / "out"), "--model", str(saved_model), "--device", "cpu",
                                "--scheduler", f"tcp://127.0.0.1:{port}"],
                               capture_output=True, text=True, timeout=120)

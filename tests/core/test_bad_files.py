@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import make_example
-from unet_core import ImageFileError, Predictor, cli
-from unet_core.fileio import read_image, write_tiff
-from unet_core.inputs import ChannelOrderWarning
-from unet_core.normalize import NonFiniteWarning
-from unet_core.safefiles import atomic_write, sweep_parts
+from unet_core import ImageFileError, Predictor
+from unet_core.commands import cli
+from unet_core.files.fileio import read_image, write_tiff
+from unet_core.files.inputs import ChannelOrderWarning
+from unet_core.files.safefiles import atomic_write, sweep_parts
+from unet_core.inference.normalize import NonFiniteWarning
 
 
 def _declaring_tiff(path, width, height):
@@ -120,7 +121,7 @@ def test_full_disk_is_reported_per_input_and_leaves_no_half_results(files, saved
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # EFBIG instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
-    proc = subprocess.run([sys.executable, "-m", "unet_core.cli", "predict", str(good), str(second),
+    proc = subprocess.run([sys.executable, "-m", "unet_core.commands.cli", "predict", str(good), str(second),
                            "-o", str(out), "--prob", "--model", str(saved_model), "--device", "cpu"],
                           capture_output=True, text=True, preexec_fn=limit, timeout=300)
     assert proc.returncode == 1, proc.stderr
@@ -157,7 +158,7 @@ def test_infinite_pixels_warn_and_make_no_nucleus():
     from scipy import ndimage as ndi
 
     from unet_core import load_model
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
 
     image, truth = synthetic_nuclei((128, 128), seed=5, dtype="uint16", **SAMPLE_PARAMS)
     ys, xs = np.nonzero(ndi.binary_erosion(truth == 0, np.ones((25, 25))))
@@ -186,7 +187,7 @@ def test_channel_first_colour_is_named(saved_model):
 def test_training_labels_with_huge_ids_train_without_renumbering_by_hand(saved_model, tmp_path):
     """Ids of 3e9 (and beyond uint32) are fine: targets are indexed by rank, and ids too
     large for uint32 are renumbered, never wrapped onto other objects."""
-    from unet_core.instances import labels_to_targets
+    from unet_core.segmentation.instances import labels_to_targets
     from unet_core.training import finetune
     from unet_core.training.dataset import uint32_ids
 
@@ -203,7 +204,7 @@ def test_training_labels_with_huge_ids_train_without_renumbering_by_hand(saved_m
 def test_an_unreadable_file_is_named_by_its_format_not_its_content(tmp_path, capsys):
     """A text file (think of a link to a password file) named .tif: the message says it is
     not a TIFF image and never quotes the bytes it read."""
-    from unet_core import cli
+    from unet_core.commands import cli
 
     secret = tmp_path / "notes.tif"
     secret.write_text("root:secret-hash:19000:0:99999:7:::\n")

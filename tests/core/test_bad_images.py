@@ -6,9 +6,9 @@ import numpy as np
 import tifffile
 
 from conftest import make_example
-from unet_core import cli
-from unet_core.fileio import read_image
-from unet_core.inputs import ChannelOrderWarning, arrange_planes
+from unet_core.commands import cli
+from unet_core.files.fileio import read_image
+from unet_core.files.inputs import ChannelOrderWarning, arrange_planes
 
 
 def test_five_channels_last_are_one_image_not_256_planes(saved_model, tmp_path, capsys):

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from conftest import make_example
-from unet_core import ModelFileError, cli, load_model
+from unet_core import ModelFileError, load_model
+from unet_core.commands import cli
 
 
 def _edit(folder, change):
@@ -49,7 +50,7 @@ def test_models_lists_the_others_beside_unreadable_cards(saved_model, tmp_path):
     (users / "huge" / "model.json").write_text('{"description": "' + "x" * (2 << 20) + '"}')
     os.mkfifo(users / "fifo" / "model.json")
     os.symlink(saved_model, users / "good")
-    proc = subprocess.run([sys.executable, "-m", "unet_core.cli", "models"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "unet_core.commands.cli", "models"], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "NAPARI_UNET_MODELS": str(users)})
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -86,7 +87,7 @@ def test_finetune_on_a_full_disk_says_so_and_leaves_nothing(base_model, tmp_path
     import resource
     import signal
 
-    from unet_core.fileio import write_tiff
+    from unet_core.files.fileio import write_tiff
 
     images, labels = tmp_path / "images", tmp_path / "labs"
     for k in range(2):
@@ -100,7 +101,7 @@ def test_finetune_on_a_full_disk_says_so_and_leaves_nothing(base_model, tmp_path
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # EFBIG instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run([sys.executable, "-m", "unet_core.cli", "finetune", "--images", str(images),
+    proc = subprocess.run([sys.executable, "-m", "unet_core.commands.cli", "finetune", "--images", str(images),
                            "--labels", str(labels), "-o", str(out), "--base", str(base_model),
                            "--steps", "2", "--checkpoint-every", "1", "--crop", "64",
                            "--batch-size", "1", "--device", "cpu", "-q"],

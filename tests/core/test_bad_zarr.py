@@ -7,8 +7,8 @@ import pytest
 import zarr
 
 from conftest import make_example
-from unet_core import cli
-from unet_core.lazyio import open_image
+from unet_core.commands import cli
+from unet_core.files.lazyio import open_image
 
 
 def _zarr(path, image, chunks=(48, 48)):
@@ -55,7 +55,7 @@ def test_a_bad_zarr_fails_alone(make_bad, saved_model, tmp_path, capsys):
 
 
 def test_a_missing_chunk_is_warned_about(saved_model, tmp_path, capsys):
-    from unet_core.lazyio import MissingChunksWarning
+    from unet_core.files.lazyio import MissingChunksWarning
 
     image = make_example(0, 96)[0]
     store = _zarr(tmp_path / "holes.zarr", image)
@@ -81,7 +81,7 @@ def test_a_5d_zarr_names_the_shapes_that_work(saved_model, tmp_path, capsys):
 def test_a_zarr_with_a_leading_axis_of_one_goes_block_by_block(tmp_path):
     """A (1, Y, X) store is the 2-D image it holds: large ones go block by block (read
     whole as a stack of one plane, 1e8 px ran out of memory after the network)."""
-    from unet_core.route import route
+    from unet_core.scaleout.route import route
 
     store = _zarr(tmp_path / "one.zarr", make_example(0, 96)[0][None], chunks=(1, 48, 48))
     image = open_image(store)

@@ -7,10 +7,10 @@ import pytest
 import tifffile
 
 from unet_core import Predictor, run_to_end
-from unet_core.batch import STATUS_NAME, batch_iter
+from unet_core.data.synthetic import synthetic_nuclei
 from unet_core.errors import InputError
-from unet_core.measure import measure_objects
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.scaleout.batch import STATUS_NAME, batch_iter
+from unet_core.segmentation.measure import measure_objects
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import zarr
 from skimage.draw import disk
 
 from unet_core import ImageFileError, Predictor, load_model, run_to_end
-from unet_core.blocks import BlockPlan, make_plan
-from unet_core.large import segment_file_iter
-from unet_core.lazyio import LazyImage, open_image
-from unet_core.measure import measure_objects
+from unet_core.files.lazyio import LazyImage, open_image
+from unet_core.scaleout.blocks import BlockPlan, make_plan
+from unet_core.scaleout.large import segment_file_iter
+from unet_core.segmentation.measure import measure_objects
 
 
 def match_ious(a: np.ndarray, b: np.ndarray):
@@ -81,7 +81,7 @@ def test_block_labels_equal_whole_image_labels_at_corners(pred, tmp_path):
 
 
 def test_tiff_read_by_window_and_tiff_output(pred, tmp_path, monkeypatch):
-    import unet_core.lazyio as lazyio
+    import unet_core.files.lazyio as lazyio
 
     image, _ = corner_image(size=320, block=160, seed=1)
     src = tmp_path / "big.tif"
@@ -183,8 +183,8 @@ def test_large_inputs_with_one_stem_in_two_folders_get_distinct_outputs(tmp_path
                                                                          capsys):
     """``predict a/img.tif b/img.tif`` on images that go block by block: two results, named
     like the small-image path names them (parent folders added), neither lost."""
-    import unet_core.lazyio as lazyio
-    from unet_core import cli
+    import unet_core.files.lazyio as lazyio
+    from unet_core.commands import cli
 
     monkeypatch.setattr(lazyio, "SMALL_PIXELS", 100 * 100)   # "large" for this test
     images = [corner_image(size=256, block=128, seed=s)[0] for s in (3, 4)]
@@ -203,7 +203,7 @@ def test_large_inputs_with_one_stem_in_two_folders_get_distinct_outputs(tmp_path
 def test_blocks_of_a_replaced_input_are_not_reused(pred, tmp_path, monkeypatch):
     """A run stopped after its first block, the input file replaced by another image of
     the same shape, then run again: the result is the new image's, not a mix."""
-    import unet_core.lazyio as lazyio
+    import unet_core.files.lazyio as lazyio
 
     monkeypatch.setattr(lazyio, "SMALL_PIXELS", 100 * 100)   # read by window, as large files are
     pred = pred.with_options(diameter=18.0)   # the same settings for both images

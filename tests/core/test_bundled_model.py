@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from unet_core import Predictor, list_models, load_model
-from unet_core.metrics import evaluate
-from unet_core.synthetic import SAMPLE_SEED, synthetic_nuclei
+from unet_core.data.synthetic import SAMPLE_SEED, synthetic_nuclei
+from unet_core.segmentation.metrics import evaluate
 
 
 def test_bundled_model_is_listed_and_loads_by_name():

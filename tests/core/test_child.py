@@ -6,7 +6,7 @@ import time
 import pytest
 
 from unet_core import InputError, Progress
-from unet_core.child import ChildDied, ChildJob, JobCancelled
+from unet_core.scaleout.child import ChildDied, ChildJob, JobCancelled
 
 
 def counting(n, marker=None, delay=0.0):

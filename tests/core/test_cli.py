@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from skimage.draw import disk
 
-from unet_core.cli import main
+from unet_core.commands.cli import main
 
 
 def _nuclei(seed, shape=(96, 128)):
@@ -32,7 +32,7 @@ def images(tmp_path):
 
 def test_help_everywhere():
     for args in ([], ["predict"], ["evaluate"], ["models"], ["sample"], ["train"], ["finetune"]):
-        out = subprocess.run([sys.executable, "-m", "unet_core.cli", *args, "--help"],
+        out = subprocess.run([sys.executable, "-m", "unet_core.commands.cli", *args, "--help"],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "usage: napari-unet" in out.stdout
 

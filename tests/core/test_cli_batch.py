@@ -12,13 +12,13 @@ import pytest
 import tifffile
 import zarr
 
-from unet_core.batch import STATUS_NAME
-from unet_core.safefiles import folder_lock
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
+from unet_core.files.safefiles import folder_lock
+from unet_core.scaleout.batch import STATUS_NAME
 
 
 def napari_unet(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "unet_core.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "unet_core.commands.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300, **kw)
 
 
@@ -74,7 +74,7 @@ def test_batch_killed_mid_run_then_rerun_is_complete(folder, tmp_path, saved_mod
     out = tmp_path / "out"
     for k in range(4, 10):
         tifffile.imwrite(folder / f"img{k}.tif", synthetic_nuclei((160, 160), seed=k)[0])
-    args = [sys.executable, "-m", "unet_core.cli", "batch", str(folder), "-o", str(out),
+    args = [sys.executable, "-m", "unet_core.commands.cli", "batch", str(folder), "-o", str(out),
             "--model", str(saved_model), "--device", "cpu", "--block", 64]
     proc = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

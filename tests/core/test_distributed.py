@@ -7,16 +7,16 @@ import tifffile
 import zarr
 
 from unet_core import Predictor, run_to_end
-from unet_core.batch import batch_iter
-from unet_core.large import segment_file_iter
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
+from unet_core.scaleout.batch import batch_iter
+from unet_core.scaleout.large import segment_file_iter
 
 pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
 def client():
-    from unet_core.distributed import close_client, make_client
+    from unet_core.scaleout.distributed import close_client, make_client
 
     c = make_client("local", workers=2)
     yield c
@@ -37,7 +37,7 @@ def folder(tmp_path):
 
 def _workers_state(client):
     def state():
-        from unet_core import distributed
+        from unet_core.scaleout import distributed
 
         gui = [m for m in sys.modules if m.split(".")[0] in ("qtpy", "napari", "PyQt5", "PyQt6",
                                                               "magicgui", "superqt")]
@@ -70,7 +70,7 @@ def test_one_image_split_over_workers_equals_local(client, tmp_path, saved_model
     src = tmp_path / "one.zarr"
     zarr.create_array(str(src), data=image, chunks=(64, 64))
     pred = Predictor(saved_model, device="cpu")
-    from unet_core.distributed import predictor_spec
+    from unet_core.scaleout.distributed import predictor_spec
 
     out_l = {"labels": tmp_path / "l_labels.zarr", "prob": tmp_path / "l_prob.zarr"}
     out_r = {"labels": tmp_path / "r_labels.zarr", "prob": tmp_path / "r_prob.zarr"}

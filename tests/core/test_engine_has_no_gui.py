@@ -10,7 +10,9 @@ def test_engine_imports_no_gui_packages():
         import sys, numpy as np, torch
         import unet_core
         from unet_core import Predictor, UNet, UNetConfig
-        from unet_core import cli, metrics, instances, fileio
+        from unet_core.commands import cli
+        from unet_core.segmentation import metrics, instances
+        from unet_core.files import fileio
         torch.manual_seed(0)
         p = Predictor(UNet(UNetConfig(depth=2, base_filters=4)).eval(), device="cpu", tile=32)
         p.segment(np.random.default_rng(0).random((70, 50)))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from unet_core import Model, Predictor, UNet, load_model
-from unet_core.cli import main
-from unet_core.export_assets import package_input, sample_image, spdx_licence
+from unet_core.commands.cli import main
+from unet_core.models.export_assets import package_input, sample_image, spdx_licence
 
 PACKAGE_FILES = {"rdf.yaml", "README.md", "cover.png", "test_input.npy", "test_output.npy",
                  "weights_torchscript.pt", "weights_state_dict.pt", "unet_architecture.py",
@@ -60,7 +60,7 @@ def _check_package(out: Path, model: Model, tmp_path: Path, ts_tolerance: float)
 
 def test_tiny_model_exports_validates_and_reimports(saved_model, tmp_path):
     _bioimageio()
-    from unet_core.export_bioimageio import export_bioimageio
+    from unet_core.models.export_bioimageio import export_bioimageio
 
     out = tmp_path / "pkg" / "tiny.zip"
     out.parent.mkdir()
@@ -101,7 +101,7 @@ def test_bad_arguments_exit_2_with_a_message(case, tmp_path, capsys):
 
 def test_missing_extra_names_the_pip_command(tmp_path):
     # a real process in which bioimageio cannot be imported
-    code = ("import sys; sys.modules['bioimageio'] = None; from unet_core.cli import main; "
+    code = ("import sys; sys.modules['bioimageio'] = None; from unet_core.commands.cli import main; "
             f"sys.exit(main(['export', 'nuclei', {str(tmp_path / 'a.zip')!r}]))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
@@ -115,7 +115,7 @@ def test_licence_follows_the_training_data():
     assert spdx_licence(["CC BY-NC 4.0"]) == "CC-BY-NC-4.0"
     assert spdx_licence(["CC0 1.0", "UNSTATED"]) == "CC-BY-4.0"
     model = load_model("nuclei")
-    from unet_core.export_assets import licence_notes, training_data
+    from unet_core.models.export_assets import licence_notes, training_data
 
     assert spdx_licence(licence_notes(model)) == "CC-BY-NC-SA-4.0"
     assert any("MoNuSeg" in r["group"] for r in training_data(model))

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import FAST, TINY, make_example, steps_of, tiny_net, tree_hash
-from unet_core import cli, load_model, make_card, save_model
+from unet_core import load_model, make_card, save_model
+from unet_core.commands import cli
 from unet_core.errors import InputError
-from unet_core.modelio import bundled_model_dir
+from unet_core.models.modelio import bundled_model_dir
 from unet_core.training import TrainingSet, finetune, train_iter
 from unet_core.training.checkpoint import latest_checkpoint
 from unet_core.training.dataset import as_example
@@ -96,7 +97,7 @@ def test_sigkill_mid_finetune_loses_nothing_and_resumes(base_model, tmp_path):
             "--crop", "64", "--batch-size", "1", "--checkpoint-every", "2", "--device", "cpu", "-q"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with open(tmp_path / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "unet_core.cli"] + args + ["--steps", "100000"],
+        proc = subprocess.Popen([sys.executable, "-m", "unet_core.commands.cli"] + args + ["--steps", "100000"],
                                 stdout=subprocess.DEVNULL, stderr=err, env=env)
         try:
             deadline = time.monotonic() + 60

@@ -4,8 +4,8 @@ from skimage.draw import disk
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-from unet_core.instances import centre_map, h_maxima_seeds, labels_to_targets, probs_to_labels
-from unet_core.metrics import evaluate
+from unet_core.segmentation.instances import centre_map, h_maxima_seeds, labels_to_targets, probs_to_labels
+from unet_core.segmentation.metrics import evaluate
 
 
 def _touching_disks():
@@ -99,7 +99,7 @@ def test_h_maxima_seeds_are_skimages_h_maxima():
 
 
 def test_flooding_in_threads_gives_the_same_basins(monkeypatch):
-    import unet_core.basins as inst
+    import unet_core.segmentation.basins as inst
 
     probs = _touching_probs(seed=3, size=256, n=40)
     surface = ndi.gaussian_filter(ndi.distance_transform_edt(probs[0] > 0.5).astype(np.float32), 1)
@@ -116,7 +116,7 @@ def _former_labels(prob, boundary_threshold=0.5):
     grey-level reconstruction), with seedless foreground and small objects as now."""
     from skimage.segmentation import relabel_sequential
 
-    import unet_core.instances as inst
+    import unet_core.segmentation.instances as inst
 
     mask = prob[0] > 0.5
     core = mask & (prob[1] < boundary_threshold)
@@ -132,7 +132,7 @@ def _former_labels(prob, boundary_threshold=0.5):
 def test_labels_agree_with_a_watershed_seeded_by_skimages_h_maxima(monkeypatch):
     """One object per h-maximum, holding it, over the same foreground as the former
     way's; only how a drained basin's pixels are shared out may differ."""
-    import unet_core.basins as basins
+    import unet_core.segmentation.basins as basins
 
     for seed in range(3):
         prob = _touching_probs(seed=seed, size=256, n=40)
@@ -151,8 +151,8 @@ def test_labels_agree_with_a_watershed_seeded_by_skimages_h_maxima(monkeypatch):
 
 
 def test_seed_surface_in_bands_is_the_whole_images(monkeypatch):
-    import unet_core.basins as basins
-    import unet_core.instances as inst
+    import unet_core.segmentation.basins as basins
+    import unet_core.segmentation.instances as inst
 
     prob = _touching_probs(seed=4, size=300, n=60)
     core = (prob[0] > 0.5) & (prob[1] < 0.5)
@@ -171,7 +171,7 @@ def test_seed_surface_in_bands_is_the_whole_images(monkeypatch):
 def test_ascent_basins_touch_at_the_watersheds_passes():
     """Basins from steepest ascent give the same h-maxima as a watershed's basins,
     also where a flat that is no maximum must be flooded."""
-    import unet_core.basins as inst
+    import unet_core.segmentation.basins as inst
 
     for surface in _surfaces():
         top = ndi.label(h_maxima(surface, 1e-6) > 0, structure=np.ones((3, 3)))[0]

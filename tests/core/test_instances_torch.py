@@ -6,9 +6,9 @@ from scipy import ndimage as ndi
 from skimage.morphology import local_maxima
 from test_instances import _surfaces, _touching_probs
 
-from unet_core import instances as cpu
-from unet_core import instances_torch as gt
-from unet_core.metrics import evaluate
+from unet_core.segmentation import instances as cpu
+from unet_core.segmentation import instances_torch as gt
+from unet_core.segmentation.metrics import evaluate
 
 
 def test_distance_transform_is_scipys():
@@ -52,7 +52,7 @@ def test_labels_are_the_cpu_paths(channels):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_segment_on_a_gpu_makes_the_cpus_labels():
     from unet_core import Predictor
-    from unet_core.synthetic import SAMPLE_PARAMS, synthetic_nuclei
+    from unet_core.data.synthetic import SAMPLE_PARAMS, synthetic_nuclei
 
     image = synthetic_nuclei((512, 512), seed=3, dtype="uint16", **SAMPLE_PARAMS)[0]
     pred = Predictor("nuclei", device="cuda", diameter="none")

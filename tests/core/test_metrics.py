@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from unet_core.metrics import THRESHOLDS, average_precision, dice, evaluate, iou, iou_matrix
+from unet_core.segmentation.metrics import THRESHOLDS, average_precision, dice, evaluate, iou, iou_matrix
 
 
 def _square(lab, i, y, x, s):

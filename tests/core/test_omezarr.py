@@ -7,9 +7,9 @@ import tifffile
 import zarr
 
 from unet_core import Predictor, run_to_end
-from unet_core.batch import batch_iter
-from unet_core.lazyio import open_image
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
+from unet_core.files.lazyio import open_image
+from unet_core.scaleout.batch import batch_iter
 
 
 def ome_image(path, image, fmt: int, scale=(0.5, 0.25)):

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from unet_core import InputError, PredictOptions, Predictor
-from unet_core.cli import build_parser, main
-from unet_core.cli_options import predict_options
-from unet_core.distributed import predictor_spec, worker_predictor
-from unet_core.model import UNet, UNetConfig
+from unet_core.commands.cli import build_parser, main
+from unet_core.commands.cli_options import predict_options
+from unet_core.models.model import UNet, UNetConfig
+from unet_core.scaleout.distributed import predictor_spec, worker_predictor
 
 
 def _help(command: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "unet_core.cli", command, "--help"],
+    out = subprocess.run([sys.executable, "-m", "unet_core.commands.cli", command, "--help"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout

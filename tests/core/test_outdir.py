@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_example
-from unet_core import InputError, cli, load_model
+from unet_core import InputError, load_model
+from unet_core.commands import cli
 from unet_core.training import TrainingSet, finetune
 
 finetune_module = importlib.import_module("unet_core.training.finetune")   # the module, not the function
@@ -94,7 +95,7 @@ def test_two_fine_tunes_into_one_folder(saved_model, training_set, tmp_path):
     of the first the folder is free again (the kernel drops the lock)."""
     out = tmp_path / "m"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "unet_core.cli", *_args(
+    proc = subprocess.Popen([sys.executable, "-m", "unet_core.commands.cli", *_args(
         saved_model, training_set, out, "--steps", "100000", "--checkpoint-every", "2")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:

@@ -1,7 +1,7 @@
 """Output names: one distinct stem per input, for predict's files and batch's folders."""
 from pathlib import Path
 
-from unet_core.outputs import output_paths, output_stems
+from unet_core.files.outputs import output_paths, output_stems
 
 
 def test_files_keep_their_stem_unless_two_share_it(tmp_path):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from unet_core import cli
-from unet_core.image_settings import ImageSettings
-from unet_core.modelio import load_model
-from unet_core.plausibility import check_labels
-from unet_core.stain import hed_density
-from unet_core.synthetic import render_he, synthetic_nuclei
+from unet_core.commands import cli
+from unet_core.data.synthetic import render_he, synthetic_nuclei
+from unet_core.inference.image_settings import ImageSettings
+from unet_core.inference.plausibility import check_labels
+from unet_core.inference.stain import hed_density
+from unet_core.models.modelio import load_model
 from unet_core.training.augment import AugmentConfig, stain_jitter
 from unet_core.training.pairs import group_summary, load_pairs, sampling_weights
 from unet_core.training.scaling import pair_at_model_scale

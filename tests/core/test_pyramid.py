@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from unet_core.pyramid import CoarseLevel, TileCache, built_levels, half, open_pyramid
+from unet_core.files.pyramid import CoarseLevel, TileCache, built_levels, half, open_pyramid
 
 
 def test_built_levels_are_two_by_two_means_read_by_any_window(rng):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from unet_core import Predictor
-from unet_core.image_settings import overview
-from unet_core.stain import guess_stain
+from unet_core.inference.image_settings import overview
+from unet_core.inference.stain import guess_stain
 from unet_core.training.pairs import load_pairs
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "nuclei-real"

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from unet_core.errors import InputError
-from unet_core.safefiles import (
+from unet_core.files.safefiles import (
     LockHeld,
     byte_range_locks,
     folder_lock,
@@ -36,7 +36,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def test_a_held_lock_names_its_holder_and_dies_with_it(tmp_path):
     path = tmp_path / "x.lock"
-    proc = _holder(f"from unet_core.safefiles import lock_file\nlock = lock_file({str(path)!r})\n"
+    proc = _holder(f"from unet_core.files.safefiles import lock_file\nlock = lock_file({str(path)!r})\n"
                    "lock.__enter__()")
     try:
         with pytest.raises(LockHeld) as held, lock_file(path):
@@ -70,7 +70,7 @@ def test_the_byte_range_path_windows_takes(tmp_path):
     path = tmp_path / "x.lock"
     proc = _holder(f"""
         import fcntl, os
-        from unet_core.safefiles import byte_range_locks
+        from unet_core.files.safefiles import byte_range_locks
         def _lockf(fd, mode, nbytes):
             fcntl.lockf(fd, mode, nbytes, 0, os.SEEK_CUR)
         take, _ = byte_range_locks(_lockf, fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_UN)
@@ -91,7 +91,7 @@ def test_the_byte_range_path_windows_takes(tmp_path):
 
 def test_temporary_files_of_a_running_writer_stay_and_of_a_killed_one_go(tmp_path):
     proc = _holder(f"""
-        from unet_core.safefiles import atomic_write
+        from unet_core.files.safefiles import atomic_write
         w = atomic_write({str(tmp_path / 'a.tif')!r})
         w.__enter__().write_bytes(b"half")""")
     [part] = list(tmp_path.glob(".a.tif.*.part"))

@@ -7,12 +7,12 @@ import pytest
 
 from conftest import lively_unet
 from unet_core import InputError, Model, Predictor, load_model
-from unet_core.content import content_box
-from unet_core.instances import labels_to_grid
-from unet_core.metrics import evaluate
-from unet_core.resample import Resampled, nearest_labels, resample, resampled_shape
-from unet_core.stain import convert, detect_stain
-from unet_core.synthetic import render_he, synthetic_nuclei
+from unet_core.data.synthetic import render_he, synthetic_nuclei
+from unet_core.inference.content import content_box
+from unet_core.inference.resample import Resampled, nearest_labels, resample, resampled_shape
+from unet_core.inference.stain import convert, detect_stain
+from unet_core.segmentation.instances import labels_to_grid
+from unet_core.segmentation.metrics import evaluate
 
 
 @pytest.mark.parametrize("scale", [0.37, 0.5, 1.6, 2.0])
@@ -107,7 +107,7 @@ def test_auto_diameter_finds_the_nucleus_size(bundled, radius):
 def test_a_size_estimate_whose_looks_disagree_says_so(bundled):
     """Looks at different scales that contradict each other (here uniform noise: no
     nuclei at any scale) leave a note naming Nucleus size; agreeing looks leave none."""
-    from unet_core.sizing import SizeEstimate, _trusted
+    from unet_core.inference.sizing import SizeEstimate, _trusted
 
     looks = [(0.1, 1.0, 20.0, None), (0.3, 0.5, 40.0, None), (0.9, 0.25, 90.0, None)]
     assert _trusted(looks) == (looks, False)
@@ -126,7 +126,7 @@ def test_a_size_estimate_whose_looks_disagree_says_so(bundled):
 def test_estimate_skips_the_full_scale_look_only_where_it_cannot_win(bundled, monkeypatch):
     """Large nuclei: the looks shrunk 2x and 4x agree and rule out the costly look at the
     image's own scale, which is then not taken; the estimate is the same as with it."""
-    import unet_core.sizing as sizing
+    import unet_core.inference.sizing as sizing
 
     scales = []
     probe = sizing._probe

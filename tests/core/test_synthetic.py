@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from unet_core.synthetic import DEFAULTS, synthetic_dataset, synthetic_nuclei
+from unet_core.data.synthetic import DEFAULTS, synthetic_dataset, synthetic_nuclei
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_noise_free_image_is_clean():
 
 
 def test_dataset_made_in_processes_equals_the_serial_one():
-    from unet_core.synthetic import synthetic_dataset
+    from unet_core.data.synthetic import synthetic_dataset
 
     serial = synthetic_dataset(40, shape=(48, 48), seed=3)
     parallel = synthetic_dataset(40, shape=(48, 48), seed=3, workers=2)

@@ -6,8 +6,8 @@ from torch import nn
 
 from conftest import lively_unet
 from unet_core import Predictor, UNetConfig
-from unet_core.normalize import normalize
-from unet_core.tiling import TileGrid, plan_grid, reflect_index
+from unet_core.inference.normalize import normalize
+from unet_core.inference.tiling import TileGrid, plan_grid, reflect_index
 
 
 def test_reflect_index_matches_numpy_pad():

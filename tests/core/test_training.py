@@ -16,7 +16,8 @@ import tifffile
 import torch
 
 from conftest import FAST, TINY, make_example, steps_of, tiny_net, tree_hash
-from unet_core import cli, load_model
+from unet_core import load_model
+from unet_core.commands import cli
 from unet_core.errors import InputError
 from unet_core.training import masked_bce_dice_loss, train_from_scratch, train_iter
 from unet_core.training.augment import AugmentConfig, augment, random_crop

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import FAST, make_example, tiny_net
-from unet_core import cli, load_model
+from unet_core import load_model
+from unet_core.commands import cli
 from unet_core.errors import InputError
 from unet_core.progress import Stage
 from unet_core.training import FinetuneConfig, TrainConfig, Trainer, train_iter

@@ -8,8 +8,8 @@ import tifffile
 from napari.utils.notifications import NotificationSeverity
 
 from unet_core import Predictor
-from unet_core.backends import describe, resolve
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
+from unet_core.inference.backends import describe, resolve
 
 pytestmark = pytest.mark.gui
 

@@ -3,7 +3,7 @@ import pytest
 import tifffile
 from napari.utils.notifications import NotificationSeverity
 
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 
 pytestmark = pytest.mark.gui
 

@@ -4,7 +4,7 @@ import pytest
 from napari.layers import Shapes
 from napari.utils.notifications import NotificationSeverity
 
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 from unet_core.training.dataset import TrainingSet
 
 pytestmark = pytest.mark.gui

@@ -9,7 +9,7 @@ import pytest
 from napari.utils.notifications import NotificationSeverity
 
 from unet_core import load_model
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 from unet_core.training.dataset import TrainingSet
 
 pytestmark = pytest.mark.gui

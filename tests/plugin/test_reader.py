@@ -5,8 +5,8 @@ import tifffile
 import zarr
 
 from napari_unet._reader import LEVELS_KEY, SOURCE_KEY, get_reader
-from unet_core.pyramid import CoarseLevel, half
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
+from unet_core.files.pyramid import CoarseLevel, half
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-nuclei-unet"
@@ -82,7 +82,7 @@ def test_segment_on_the_readers_layer_equals_the_cli(make_napari_viewer, qtbot, 
                                                     monkeypatch, tiny_model, notifications):
     """Segment on a layer opened by the reader runs block-wise on level 0 and gives the
     labels ``napari-unet predict`` writes for the same file."""
-    from unet_core.cli import main
+    from unet_core.commands.cli import main
 
     monkeypatch.setenv("NAPARI_UNET_LAZY_PIXELS", str(2048 * 2048))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

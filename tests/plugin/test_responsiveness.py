@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt, QTimer
 
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 from unet_core.training.dataset import TrainingSet
 
 pytestmark = pytest.mark.gui

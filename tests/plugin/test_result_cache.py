@@ -7,7 +7,7 @@ import time
 import pytest
 
 from napari_unet._widgets._result_cache import LOCK_NAME, RESULT_KEY, remove_leftovers, results_root
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 
 pytestmark = pytest.mark.gui
 

@@ -8,7 +8,7 @@ from napari.utils.notifications import NotificationSeverity
 
 from napari_unet._widgets._common import PredictorKey
 from unet_core import PredictOptions, load_model
-from unet_core.synthetic import synthetic_nuclei
+from unet_core.data.synthetic import synthetic_nuclei
 
 pytestmark = pytest.mark.gui
 
@@ -297,7 +297,7 @@ def test_what_auto_resolved_to_is_shown_in_the_choices(segment, qtbot):
     """After a run with the defaults, the Stain and Nucleus size boxes say what "auto"
     chose ("auto: H&E", "auto: 14 px"); the status says how the image was resampled."""
     from unet_core import load_model
-    from unet_core.synthetic import render_he
+    from unet_core.data.synthetic import render_he
 
     viewer, widget = segment
     widget.model_picker.set_model(load_model("nuclei").path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..resample import Resampled, nearest_labels
+from ..inference.resample import Resampled, nearest_labels
 
 
 @dataclass(frozen=True)

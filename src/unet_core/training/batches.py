@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..inputs import as_planes
-from ..instances import labels_to_targets
-from ..normalize import normalize, percentile_range, percentiles
+from ..files.inputs import as_planes
+from ..inference.normalize import normalize, percentile_range, percentiles
+from ..segmentation.instances import labels_to_targets
 from .augment import augment as augment_crop
 from .augment import reviewed_points, scaled_crop, stain_jitter
 from .example import Example

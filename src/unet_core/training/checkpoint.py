@@ -2,7 +2,7 @@
 
 A checkpoint is a folder ``<checkpoint_dir>/step-<NNNNNNN>`` that is itself a model
 folder (``model.safetensors`` + ``model.json``, loadable with
-:func:`unet_core.modelio.load_model`) plus ``optimizer.safetensors`` (Adam moments,
+:func:`unet_core.models.modelio.load_model`) plus ``optimizer.safetensors`` (Adam moments,
 torch RNG state) and ``checkpoint.json`` (step, schedule, numpy RNG state, history).
 It is written under a hidden temporary name and renamed into place when complete,
 so a crash never leaves a half-written checkpoint under a ``step-*`` name.
@@ -21,9 +21,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import ModelFileError
-from ..fileio import save_tensors
-from ..modelio import CARD_NAME, load_model, make_card, save_model
-from ..safefiles import atomic_write
+from ..files.fileio import save_tensors
+from ..files.safefiles import atomic_write
+from ..models.modelio import CARD_NAME, load_model, make_card, save_model
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
-from ..devices import DEFAULT_DEVICE
 from ..errors import InputError
+from ..inference.devices import DEFAULT_DEVICE
 
 SCHEDULES = ("cosine", "restarts", "constant")
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageFileError, InputError, UNetError
-from ..fileio import IMAGE_SUFFIXES, read_image, write_tiff
-from ..safefiles import atomic_write
-from ..scale import labels_diameter
+from ..files.fileio import IMAGE_SUFFIXES, read_image, write_tiff
+from ..files.safefiles import atomic_write
+from ..inference.scale import labels_diameter
 from .example import (  # noqa: F401  (part of this module's interface)
     Example,
     _check_arrays,

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..modelio import DEFAULT_MODEL, Model, load_model, make_card, save_model
-from ..predict import Predictor
+from ..files.safefiles import replace_dir
+from ..inference.predict import Predictor
+from ..models.modelio import DEFAULT_MODEL, Model, load_model, make_card, save_model
 from ..progress import Progress, Stage, run_to_end
-from ..safefiles import replace_dir
 from .checkpoint import discard_dir
 from .config import FinetuneConfig
 from .dataset import Example, TrainingSet, as_example

@@ -19,7 +19,7 @@ def masked_bce_dice_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torc
     logits : Tensor, float (N, C, H, W)
         Network output before the sigmoid.
     targets : Tensor, float (N, C, H, W)
-        Targets in [0, 1] (see :func:`unet_core.instances.labels_to_targets`).
+        Targets in [0, 1] (see :func:`unet_core.segmentation.instances.labels_to_targets`).
     mask : Tensor, (N, 1, H, W), (N, C, H, W) or (N, H, W)
         1 (or True) where a pixel was reviewed.
     bce_weight, dice_weight : float

@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 
 from ..errors import InputError
-from ..modelio import CARD_NAME, WEIGHTS_NAME, bundled_model_dir, user_model_dir
-from ..safefiles import LockHeld, lock_file
+from ..files.safefiles import LockHeld, lock_file
+from ..models.modelio import CARD_NAME, WEIGHTS_NAME, bundled_model_dir, user_model_dir
 from .checkpoint import STATE_NAME, discard_dir
 
 CHECKPOINTS = "checkpoints"
@@ -114,7 +114,7 @@ def out_dir_lock(out_dir, base_path=None):
     """Hold the lock of an output folder for one training; refuse if another holds it.
 
     The lock is the file ``.<name>.lock`` beside the folder (so swapping the folder
-    does not drop it), held with :func:`~unet_core.safefiles.lock_file`: released when
+    does not drop it), held with :func:`~unet_core.files.safefiles.lock_file`: released when
     this process ends in any way, and removed when the training ends.
     """
     out = _check_place(out_dir, base_path)   # no lock file inside a base model or the package

@@ -11,7 +11,7 @@ The layout (as in published nucleus data sets)::
 Each pair becomes an :class:`~.dataset.Example` whose record names its ``group`` (the
 source data set: the unit that is held back to estimate how a model does on a new
 lab's images), its ``stain`` and ``licence``.  Without a manifest the stain comes from
-the image (:func:`~unet_core.stain.detect_stain`) and every pair is its own group.
+the image (:func:`~unet_core.inference.stain.detect_stain`) and every pair is its own group.
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..fileio import read_image
-from ..scale import distance_diameter, equivalent_diameters
-from ..stain import Stain, detect_stain, parse_stain
+from ..files.fileio import read_image
+from ..inference.scale import distance_diameter, equivalent_diameters
+from ..inference.stain import Stain, detect_stain, parse_stain
 from .example import Example, _check_arrays, uint32_ids
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import dataclasses
 
 import numpy as np
 
-from ..resample import nearest_labels, resample, resampled_shape
-from ..scale import labels_diameter
-from ..stain import Stain, convert, hed_density, white_level
+from ..inference.resample import nearest_labels, resample, resampled_shape
+from ..inference.scale import labels_diameter
+from ..inference.stain import Stain, convert, hed_density, white_level
 from .dataset import Example
 
 
@@ -35,7 +35,7 @@ def resampling(d: float | None, diameter: float | None, size_range) -> float:
 
 def to_model_scale(ex: Example, pred) -> Example:
     """``ex`` stain-converted (float32 (h, w)) and resampled as ``pred`` (a
-    :class:`~unet_core.predict.Predictor`) would show it to its network; the record
+    :class:`~unet_core.inference.predict.Predictor`) would show it to its network; the record
     says how (diameter, scale, stain)."""
     d = labels_diameter(ex.labels, ex.mask)
     scale = resampling(d, pred.model.diameter, pred.model.diameter_range)

@@ -10,10 +10,10 @@ from dataclasses import fields
 
 import torch
 
-from ..card import CONFIG_SCHEMA, INSTANCES_SCHEMA, NORMALIZATION_SCHEMA, check_fields
 from ..errors import InputError
-from ..model import UNet, UNetConfig
-from ..modelio import Model, diameter_range, load_model, make_card
+from ..models.card import CONFIG_SCHEMA, INSTANCES_SCHEMA, NORMALIZATION_SCHEMA, check_fields
+from ..models.model import UNet, UNetConfig
+from ..models.modelio import Model, diameter_range, load_model, make_card
 from ..progress import Progress, run_to_end
 from .config import DEFAULT_DEVICE, FinetuneConfig, TrainConfig
 from .finetune import _finish, _now, _split, _summary

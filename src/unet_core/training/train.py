@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import resolve_device
 from ..errors import InputError
-from ..modelio import Model, make_card
-from ..normalize import DEFAULT_NORMALIZATION
+from ..inference.devices import resolve_device
+from ..inference.normalize import DEFAULT_NORMALIZATION
+from ..models.modelio import Model, make_card
 from ..progress import Progress, Stage
 from .augment import AugmentConfig
 from .batches import crop_batch, prepared_examples

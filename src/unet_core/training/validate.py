@@ -6,10 +6,10 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 
-from ..metrics import evaluate
-from ..modelio import Model
-from ..predict import Predictor
+from ..inference.predict import Predictor
+from ..models.modelio import Model
 from ..progress import Progress, Stage
+from ..segmentation.metrics import evaluate
 from .dataset import Example
 
 SCORES = ("dice", "ap50", "map")
