@@ -14,9 +14,9 @@ from unet_core.inference.backends import (
     ENV_BACKEND,
     ENV_PRECISION,
     BackendWarning,
-    content_hash,
     cpu_bf16,
     installed,
+    network_hash,
     resolve,
 )
 
@@ -82,7 +82,7 @@ def test_resolution_of_auto_and_bad_names(monkeypatch):
 @needs_fast
 def test_export_is_cached_per_content_hash_and_first_call_cost_is_reported():
     net = lively_unet(depth=2, base_filters=4, seed=11)
-    key = content_hash(net)
+    key = network_hash(net)
     pred = Predictor(net, device="cpu", backend=FAST[0], precision="f32")
     assert pred.engine is None     # nothing exported before the first image
     gen = pred.predict_iter(_image((64, 64)))
@@ -126,7 +126,7 @@ def test_a_fine_tuned_model_runs_on_the_fast_backend(tmp_path):
     finally:
         torch.set_num_threads(before)
     tuned = load_model(tmp_path / "tuned")
-    assert content_hash(tuned.net) != content_hash(load_model(base).net)
+    assert network_hash(tuned.net) != network_hash(load_model(base).net)
     image = make_example(7, size=96)[0]
     for backend in FAST:
         fast = Predictor(load_model(tmp_path / "tuned"), device="cpu", backend=backend,
@@ -135,7 +135,7 @@ def test_a_fine_tuned_model_runs_on_the_fast_backend(tmp_path):
         assert fast.backend == backend
         expect = Predictor(tuned, device="cpu", backend="torch").predict(image)
         assert np.abs(got - expect).max() <= 1e-4
-    assert any(f.name.startswith(content_hash(tuned.net)) for f in _onnx_files())
+    assert any(f.name.startswith(network_hash(tuned.net)) for f in _onnx_files())
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])

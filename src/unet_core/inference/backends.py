@@ -140,7 +140,7 @@ def describe(backend: str, precision: str) -> str:
     return f"{LABELS.get(backend, backend)} {precision}"
 
 
-def content_hash(net: torch.nn.Module) -> str:
+def network_hash(net: torch.nn.Module) -> str:
     """SHA-256 of the network's architecture and weights as they are in memory (so a
     fine-tuned network has its own, whatever its card says)."""
     h = hashlib.sha256(json.dumps(net.config.to_dict(), sort_keys=True).encode())
@@ -200,7 +200,7 @@ def _exported_engine(net, backend, precision, shape, info):
         return OnnxRuntimeEngine(path, precision)
 
     importlib.import_module(backend)   # a missing or broken install fails here, before export
-    key = content_hash(net)
+    key = network_hash(net)
     path, info["exported"] = _onnx_file(net, key)
     try:
         engine = make(path)
