@@ -52,9 +52,11 @@ def digest(folder: Path) -> dict[str, str]:
 
 def run(tree: Path, args: list[str], env_extra: dict[str, str]) -> float:
     env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}:{tree}", **env_extra)
-    code = "import sys; from unet_core.commands.cli import main; sys.exit(main(sys.argv[1:]))"
-    if (tree / "src" / "unet_core" / "commands").is_dir():
-        code = code.replace("unet_core.commands.cli", "unet_core.commands.cli")
+    # the command's module: unet_core/commands/cli.py in a tree with sub-packages,
+    # unet_core/cli.py in one without
+    nested = (tree / "src" / "unet_core" / "commands").is_dir()
+    module = "unet_core." + ("commands." if nested else "") + "cli"
+    code = f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0

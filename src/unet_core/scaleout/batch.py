@@ -133,9 +133,9 @@ def batch_iter(model_or_predictor, input_dir, output_dir, *, pattern: str | None
         Also write the labels of OME-Zarr inputs into their own ``labels/nuclei``
         (OME-NGFF label image), where OME-Zarr viewers find them.
 
-    Yields ``Progress(i, n, "batch", {"file", "status", "error"})`` after each file (status
-    "done", "skipped" or "failed") and ``Progress(i, n, "file", {"file", "stage",
-    "fraction"})`` while a file runs; stopping the generator cancels (finished files stay).
+    Yields ``Progress(i, n, "batch", FileStatus)`` after each file (status "done",
+    "skipped" or "failed") and ``Progress(i, n, "file", FileStep)`` while a file runs
+    (:mod:`unet_core.progress`); stopping the generator cancels (finished files stay).
     Returns a :class:`BatchReport`.  Raises :class:`InputError` for a missing input
     folder, no matching files, unknown outputs, or an output folder in use.
     """
