@@ -81,7 +81,7 @@ def test_a_timed_run_validates_before_its_end(tmp_path):
     examples = [make_example(i) for i in range(2)]
     gen = train_iter(tiny_net(), examples[:1], examples[1:], steps=100000, max_seconds=3,
                      val_every=100000, **FAST)
-    validated = [p.done for p in gen if p.stage == "train" and (p.info or {}).get("val")]
+    validated = [p.done for p in gen if p.stage == "train" and p.info.val]
     assert len(validated) >= 3
 
 
