@@ -59,7 +59,7 @@ class ExportButton(QPushButton):
         self.jobs.start(f"Exporting {model.name}", export_job, model, path)
 
     def _on_progress(self, p: Progress) -> None:
-        self.run_bar.report(p, f"Export step {p.done + 1} of {p.total}: {p.info['step']}")
+        self.run_bar.report(p, f"Export step {p.done + 1} of {p.total}: {p.info.step}")
 
     def _on_exported(self, result) -> str:
         message = export_message(result)

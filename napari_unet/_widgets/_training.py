@@ -101,7 +101,7 @@ def train_progress(config: FinetuneConfig, p: Progress, seconds: float) -> tuple
     12% of the steps."""
     frac = config.run_fraction(p.fraction, seconds)
     of = "the time limit" if frac > p.fraction else "the steps"
-    text = f"Step {p.done}/{p.total} · loss {(p.info or {})['loss']:.3f}"
+    text = f"Step {p.done}/{p.total} · loss {p.info.loss:.3f}"
     return Progress(int(1000 * frac), 1000, p.stage), text, of
 
 

@@ -180,8 +180,7 @@ class FinetuneWidget(QWidget):
         if p is None:     # the child is busy and quiet (starting, loading)
             return
         if p.stage == Stage.TRAIN:
-            info = p.info or {}
-            self.plot.add_step(p.done, info["loss"], info.get("val"))
+            self.plot.add_step(p.done, p.info.loss, p.info.val)
             self.run_bar.report(*train_progress(self._config, p, time.monotonic() - self._t0))
         elif p.stage in (Stage.VALIDATE, Stage.VALIDATE_BASE):
             self.run_bar.report(Progress(self.run_bar.bar.value(), 1000, p.stage),

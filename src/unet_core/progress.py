@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
 
@@ -74,6 +74,71 @@ class EngineReady:
 
 
 @dataclass(frozen=True)
+class TrainStep:
+    """Payload of stage ``TRAIN``: one optimisation step's figures."""
+
+    step: int
+    loss: float
+    lr: float
+    val: dict | None = None                    # scores on the held-back examples, when it validated
+    parts: dict = field(default_factory=dict)  # the loss's parts (bce, dice)
+
+    @classmethod
+    def of(cls, record: dict) -> TrainStep:
+        """From a training record (``step``, ``loss``, ``lr``, the loss parts, ``val``)."""
+        parts = {k: v for k, v in record.items() if k not in ("step", "loss", "lr", "val")}
+        return cls(record["step"], record["loss"], record["lr"], record.get("val"), parts)
+
+
+@dataclass(frozen=True)
+class ExampleScored:
+    """Payload of stages ``VALIDATE`` and ``VALIDATE_BASE``: an example was scored."""
+
+    example: str        # its id
+
+
+@dataclass(frozen=True)
+class SizeGuess:
+    """Payload of stage ``ESTIMATE``: the nucleus diameter the first looks found, in pixels."""
+
+    first_guess: float
+
+
+@dataclass(frozen=True)
+class PredictStart:
+    """Payload of the first ``PREDICT`` progress: the settings the image is read with."""
+
+    settings: dict      # :meth:`~unet_core.inference.image_settings.ImageSettings.as_record`
+
+
+@dataclass(frozen=True)
+class PlaneTiles:
+    """Payload of stage ``PREDICT`` per batch of tiles: the plane and its tile count."""
+
+    plane: int
+    tiles: int
+
+
+@dataclass(frozen=True)
+class BlockCount:
+    """Payload of stage ``PREDICT`` of a block-wise run: how many blocks in all."""
+
+    blocks: int
+
+
+@dataclass(frozen=True)
+class ExportStep:
+    """Payload of an export's progress: the step about to run."""
+
+    step: str
+
+
+#: What :attr:`Progress.info` holds: one payload type per kind of progress.
+Payload = (FileStep | FileStatus | EngineReady | TrainStep | ExampleScored | SizeGuess
+           | PredictStart | PlaneTiles | BlockCount | ExportStep)
+
+
+@dataclass(frozen=True)
 class Progress:
     """How far a long operation is.
 
@@ -83,15 +148,15 @@ class Progress:
         Units finished and units in all (tiles, files, steps ...).
     stage : str
         What is being done ("predict", "instances", "train" ...).
-    info : FileStep, FileStatus, EngineReady, dict or None
-        Extra figures for the stage: a payload of its own type for the stages
-        ``FILE``, ``BATCH`` and ``COMPILE``; a dict for the others (loss ...).
+    info : Payload or None
+        Extra figures for the stage, a frozen dataclass of its own per kind of
+        progress (:class:`TrainStep` for ``TRAIN``, :class:`FileStep` for ``FILE`` ...).
     """
 
     done: int
     total: int
     stage: str = ""
-    info: FileStep | FileStatus | EngineReady | dict | None = None
+    info: Payload | None = None
 
     @property
     def fraction(self) -> float:

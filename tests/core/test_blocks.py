@@ -11,6 +11,7 @@ from skimage.draw import disk
 
 from unet_core import ImageFileError, Predictor, load_model, run_to_end
 from unet_core.files.lazyio import LazyImage, open_image
+from unet_core.progress import BlockCount
 from unet_core.scaleout.blocks import BlockPlan, make_plan
 from unet_core.scaleout.large import segment_file_iter
 from unet_core.segmentation.measure import measure_objects
@@ -106,6 +107,7 @@ def test_stopped_run_leaves_no_output_and_resumes(pred, tmp_path):
         if p.stage == "predict" and p.done == 2:
             break
     gen.close()
+    assert p.info == BlockCount(4) and p.total == 4
     assert not out["labels"].exists()
     work = tmp_path / ".x_labels.zarr.blocks.part"
     done = sorted(q.name for q in (work / "done").iterdir())

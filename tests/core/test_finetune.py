@@ -19,6 +19,7 @@ from unet_core import load_model, make_card, save_model
 from unet_core.commands import cli
 from unet_core.errors import InputError
 from unet_core.models.modelio import bundled_model_dir
+from unet_core.progress import ExampleScored
 from unet_core.training import TrainingSet, finetune, train_iter
 from unet_core.training.checkpoint import latest_checkpoint
 from unet_core.training.dataset import as_example
@@ -81,8 +82,12 @@ def test_a_timed_run_validates_before_its_end(tmp_path):
     examples = [make_example(i) for i in range(2)]
     gen = train_iter(tiny_net(), examples[:1], examples[1:], steps=100000, max_seconds=3,
                      val_every=100000, **FAST)
-    validated = [p.done for p in gen if p.stage == "train" and (p.info or {}).get("val")]
+    seen = list(gen)
+    validated = [p.done for p in seen if p.stage == "train" and p.info.val]
     assert len(validated) >= 3
+    # each scored example is named: the one held back, each time
+    scored = {p.info for p in seen if p.stage == "validate" and p.done}
+    assert len(scored) == 1 and isinstance(scored.pop(), ExampleScored)
 
 
 # -- a real crash ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ import pytest
 
 from conftest import lively_unet
 from unet_core import InputError, Predictor, UNetError
+from unet_core.progress import PlaneTiles, PredictStart
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,9 @@ def test_generator_progress_and_cancel(small_net):
         if step.stage == "predict":
             steps.append(step)
     assert steps[0].done == 0 and steps[-1].done == 2 and steps[0].total == len(p.grid(img.shape))
+    # the payloads: the settings first, then the plane and its tile count per batch
+    assert isinstance(steps[0].info, PredictStart) and steps[0].info.settings["stain"]
+    assert steps[1].info == PlaneTiles(0, len(p.grid(img.shape)))
     gen.close()  # cancelling is just stopping; nothing else runs
     with pytest.raises(StopIteration):
         next(gen)

@@ -85,9 +85,10 @@ def test_lr_schedule():
 def test_training_reduces_loss_on_a_trivial_task():
     examples = [make_example(i) for i in range(3)]
     seen, result = steps_of(train_iter(tiny_net(), examples, steps=40, augment=False, seed=0, **FAST))
-    losses = [p.info["loss"] for p in seen]
+    losses = [p.info.loss for p in seen]
     assert [p.done for p in seen] == list(range(1, 41)) and seen[0].total == 40
-    assert all(np.isfinite(losses)) and "lr" in seen[0].info
+    assert all(np.isfinite(losses)) and seen[0].info.lr > 0
+    assert set(seen[0].info.parts) == {"bce", "dice"}
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
     assert result.step == 40 and result.stopped_by == "steps"
 
@@ -100,7 +101,7 @@ def test_validation_and_time_budget():
     seen, result = steps_of(gen)
     assert time.monotonic() - t0 < 15
     assert result.stopped_by == "time" and 0 < result.step < 10**6
-    vals = [p.info["val"] for p in seen if "val" in p.info]
+    vals = [p.info.val for p in seen if p.info.val is not None]
     assert vals and set(vals[0]) >= {"dice", "ap50"} and 0 <= vals[0]["dice"] <= 1
     assert result.val is not None
 
@@ -112,14 +113,14 @@ def test_a_run_stopped_by_its_time_budget_has_annealed_its_learning_rate():
     fast = dict(FAST, lr=1e-3)
     seen, result = steps_of(train_iter(tiny_net(), examples, steps=10**6, max_seconds=2.0,
                                        seed=0, **fast))
-    lrs = [p.info["lr"] for p in seen]
+    lrs = [p.info.lr for p in seen]
     assert result.stopped_by == "time" and len(lrs) > 5
     assert lrs[0] > 0.9e-3
     assert lrs[-1] < 0.15e-3          # 1e-5 at the very end of the budget
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     # with no time budget the schedule follows the steps, as before
     seen, _ = steps_of(train_iter(tiny_net(), examples, steps=4, seed=0, **fast))
-    assert [p.info["lr"] for p in seen] == [lr_at(k, 4, 1e-3) for k in range(4)]
+    assert [p.info.lr for p in seen] == [lr_at(k, 4, 1e-3) for k in range(4)]
 
 
 def test_stopping_mid_run_leaves_a_loadable_checkpoint_and_resume_is_exact(tmp_path):
@@ -137,7 +138,7 @@ def test_stopping_mid_run_leaves_a_loadable_checkpoint_and_resume_is_exact(tmp_p
     # resuming on a fresh network continues at step 5 and repeats the reference exactly
     seen, result = steps_of(train_iter(tiny_net(99), examples, checkpoint_dir=ck, resume=True, **kw))
     assert [p.done for p in seen] == [5, 6, 7, 8] and result.start_step == 4
-    np.testing.assert_allclose([p.info["loss"] for p in seen], [p.info["loss"] for p in ref[4:]],
+    np.testing.assert_allclose([p.info.loss for p in seen], [p.info.loss for p in ref[4:]],
                                rtol=1e-4)
     assert latest_checkpoint(ck).name == "step-0000008"
     doc = load_checkpoint(latest_checkpoint(ck), tiny_net())

@@ -96,4 +96,4 @@ def test_train_step_by_step_equals_the_run_and_stops_with_a_checkpoint_at_any_st
     run.close()
     assert [p.done for p in seen] == [1, 2] and seen[0].stage == Stage.TRAIN
     assert trainer.step == 2 and not trainer.net.training
-    assert trainer.result().step == 2 and trainer.result().loss == seen[-1].info["loss"]
+    assert trainer.result().step == 2 and trainer.result().loss == seen[-1].info.loss

@@ -262,13 +262,14 @@ def test_progress_label_says_what_the_percentage_counts(finetune, qtbot):
 def test_train_progress_counts_the_time_limit_when_it_runs_out_first():
     from napari_unet._widgets._training import train_progress
     from unet_core import Progress
+    from unet_core.progress import TrainStep
     from unet_core.training.config import FinetuneConfig
 
     config = FinetuneConfig(steps=100, max_seconds=10.0)
-    p = Progress(1, 100, "train", {"loss": 0.5})
+    p = Progress(1, 100, "train", TrainStep(1, 0.5, 1e-3))
     bar, text, of = train_progress(config, p, seconds=1.2)
     assert (bar.done, text, of) == (120, "Step 1/100 · loss 0.500", "the time limit")
-    bar, _, of = train_progress(config, Progress(50, 100, "train", {"loss": 0.5}), seconds=1.2)
+    bar, _, of = train_progress(config, Progress(50, 100, "train", TrainStep(50, 0.5, 1e-3)), seconds=1.2)
     assert (bar.done, of) == (500, "the steps")
 
 

@@ -31,11 +31,11 @@ def _drive(gen, steps: int, quiet: bool = False):
         def show(p):
             if p.stage == Stage.TRAIN:
                 bar.n = p.done
-                info = p.info or {}
-                post = {"loss": f"{info.get('loss', float('nan')):.4f}", "lr": f"{info.get('lr', 0):.2g}"}
-                if info.get("val"):
-                    post["val_dice"] = f"{info['val']['dice']:.3f}"
-                    post["val_ap50"] = f"{info['val']['ap50']:.3f}"
+                info = p.info
+                post = {"loss": f"{info.loss:.4f}", "lr": f"{info.lr:.2g}"}
+                if info.val:
+                    post["val_dice"] = f"{info.val['dice']:.3f}"
+                    post["val_ap50"] = f"{info.val['ap50']:.3f}"
                 bar.set_postfix(post, refresh=False)
                 bar.refresh()
             else:

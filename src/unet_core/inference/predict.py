@@ -14,7 +14,7 @@ import torch
 from ..errors import InputError
 from ..files.inputs import arrange_planes, as_planes
 from ..models.modelio import DEFAULT_MODEL, Model, load_model
-from ..progress import Progress, Stage, run_to_end
+from ..progress import PlaneTiles, PredictStart, Progress, Stage, run_to_end
 from ..segmentation import instances_torch
 from ..segmentation.instances import labels_to_grid, probs_to_labels
 from . import backends
@@ -207,7 +207,7 @@ class Predictor(SettingsMixin):
         first = grids[shapes[0]]
         yield from self.prepare_iter((self.batch_size_for(first), self.model.config.in_channels)
                                      + first.tile_shape)
-        yield Progress(0, total, Stage.PREDICT, {"settings": settings.as_record()})
+        yield Progress(0, total, Stage.PREDICT, PredictStart(settings.as_record()))
         norm = self.model.normalization
         cout = self.model.config.out_channels
         for k in range(z):
@@ -223,7 +223,7 @@ class Predictor(SettingsMixin):
             for _ in run_tiles(grid, view, self.network.forward, target, self.batch_size_for(grid),
                                functools.partial(apply_range, lo=s.low, hi=s.high)):
                 done += 1
-                yield Progress(done, total, Stage.PREDICT, {"plane": k, "tiles": len(grid)})
+                yield Progress(done, total, Stage.PREDICT, PlaneTiles(k, len(grid)))
             results.append((k, None if direct else target, s, boxes[k]))
         return results
 

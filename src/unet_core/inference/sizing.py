@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..progress import Progress, Stage, run_to_end
+from ..progress import Progress, SizeGuess, Stage, run_to_end
 from ..segmentation.instances import probs_to_labels
 from .normalize import apply_range
 from .resample import Resampled, resampled_shape
@@ -210,7 +210,7 @@ def estimate_diameter_iter(pred, base, lo, hi):
     trusted, agreed = _trusted(looks)
     _, first_scale, guess, probes = min(trusted, key=lambda t: t[0])
     scale = float(np.clip(_SECOND_LOOK * model_d / guess, MIN_SCALE, MAX_SCALE))
-    yield Progress(len(FIRST_SCALES), total, Stage.ESTIMATE, {"first_guess": guess})
+    yield Progress(len(FIRST_SCALES), total, Stage.ESTIMATE, SizeGuess(guess))
     if 1 / _CLOSE <= scale / first_scale <= _CLOSE:
         scale = first_scale
     else:

@@ -25,7 +25,7 @@ import torch
 
 from .. import __version__
 from ..errors import InputError
-from ..progress import Progress, run_to_end
+from ..progress import ExportStep, Progress, run_to_end
 from .export_assets import ARCHITECTURE_CALLABLE, Assets, write_assets
 from .modelio import CARD_NAME, WEIGHTS_NAME, Model, load_model
 
@@ -228,7 +228,7 @@ STEPS = ("writing weights (TorchScript, state dict, ONNX), test image and cover"
 def export_iter(model, out, *, licence: str | None = None, author: str = DEFAULT_AUTHOR,
                 test: bool = True):
     """Generator form of :func:`export_bioimageio`: yields ``Progress(k, 3, "export",
-    {"step": STEPS[k]})`` before each step and returns the :class:`ExportResult`.
+    ExportStep(STEPS[k]))`` before each step and returns the :class:`ExportResult`.
     Closing it mid-way leaves nothing behind (the temporary files go with it)."""
     out = check_output(out)
     model = model if isinstance(model, Model) else load_model(model)
@@ -242,7 +242,7 @@ def export_iter(model, out, *, licence: str | None = None, author: str = DEFAULT
         check_licence(licence)
     with tempfile.TemporaryDirectory(prefix="bioimageio-") as work, \
             tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
-        yield Progress(0, len(STEPS), "export", {"step": STEPS[0]})
+        yield Progress(0, len(STEPS), "export", ExportStep(STEPS[0]))
         assets = write_assets(model, Path(work), licence)
         descr = describe(model, assets, author)
         if descr.validation_summary.status == "failed":
@@ -250,11 +250,11 @@ def export_iter(model, out, *, licence: str | None = None, author: str = DEFAULT
                              + "; ".join(_failures(descr.validation_summary)))
         tmp = Path(staging) / out.name
         save_bioimageio_package(descr, output_path=tmp)
-        yield Progress(1, len(STEPS), "export", {"step": STEPS[1]})
+        yield Progress(1, len(STEPS), "export", ExportStep(STEPS[1]))
         status, details = validate(tmp)
         tested = None
         if test and status != "failed":
-            yield Progress(2, len(STEPS), "export", {"step": STEPS[2]})
+            yield Progress(2, len(STEPS), "export", ExportStep(STEPS[2]))
             tested, more = test_package(tmp)
             details += more
         result = ExportResult(out, assets.licence, list(descr.weights.available_formats),
@@ -277,4 +277,4 @@ def export_bioimageio(model, out, *, report=None, **kwargs) -> ExportResult:
     short line before each step.
     """
     say = report or (lambda line: None)
-    return run_to_end(export_iter(model, out, **kwargs), lambda p: say(p.info["step"]))
+    return run_to_end(export_iter(model, out, **kwargs), lambda p: say(p.info.step))

@@ -35,7 +35,7 @@ import zarr
 
 from ..files.lazyio import CHUNK, create_array, open_image
 from ..inference.window import segment_window
-from ..progress import Progress, Stage
+from ..progress import BlockCount, Progress, Stage
 from ..segmentation.measure import measure_objects
 from .blockplan import BLOCK, OVERLAP, BlockPlan, job_key, make_plan, offsets_of  # noqa: F401
 
@@ -251,11 +251,11 @@ def run_blocks(job: BlockJob, executor, measure: bool = True):
     blocks = job.plan.blocks()
     n = len(blocks)
     counts, clipped = {}, 0
-    yield Progress(0, n, Stage.PREDICT, {"blocks": n})
+    yield Progress(0, n, Stage.PREDICT, BlockCount(n))
     for k, (ij, (count, c)) in enumerate(executor.segment(job, blocks)):
         counts[ij] = count
         clipped += c
-        yield Progress(k + 1, n, Stage.PREDICT, {"blocks": n})
+        yield Progress(k + 1, n, Stage.PREDICT, BlockCount(n))
     offsets = offsets_of(job.plan, counts)
     for k, _ in enumerate(executor.map(merge_block, (job, offsets), blocks)):
         yield Progress(k + 1, n, Stage.INSTANCES)

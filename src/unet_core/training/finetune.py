@@ -219,9 +219,9 @@ def _finetune_locked(model, examples, out, cfg: FinetuneConfig, *, val_examples,
         except StopIteration as stop:
             result = stop.value
             break
-        if best is not None and p.stage == Stage.TRAIN and (p.info or {}).get("val") \
-                and _score(p.info["val"]) > best["score"]:
-            best.update(score=_score(p.info["val"]), step=p.done,
+        if best is not None and p.stage == Stage.TRAIN and p.info.val \
+                and _score(p.info.val) > best["score"]:
+            best.update(score=_score(p.info.val), step=p.done,
                         state={k: v.detach().clone() for k, v in net.state_dict().items()})
         yield p
     after = result.val

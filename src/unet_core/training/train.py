@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..inference.devices import resolve_device
 from ..inference.normalize import DEFAULT_NORMALIZATION
 from ..models.modelio import Model, make_card
-from ..progress import Progress, Stage
+from ..progress import Progress, Stage, TrainStep
 from .augment import AugmentConfig
 from .batches import crop_batch, prepared_examples
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -233,8 +233,8 @@ class Trainer:
 
     def run_training(self) -> Generator[Progress, None, TrainResult]:
         """Train to ``config.steps`` (or the time budget), validating and checkpointing
-        on the way; yields ``Progress(step, steps, Stage.TRAIN, record)`` after each step
-        (``record`` has ``val`` when it validated) and "validate" progress while
+        on the way; yields ``Progress(step, steps, Stage.TRAIN, TrainStep)`` after each
+        step (its ``val`` set when it validated) and "validate" progress while
         validating.  Stop by closing the generator; the network is left in eval mode."""
         cfg, stopped_by = self.config, "steps"
         try:
@@ -248,7 +248,7 @@ class Trainer:
                 if self.checkpoint_dir is not None and cfg.checkpoint_every \
                         and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                yield Progress(self.step, cfg.steps, Stage.TRAIN, dict(rec))
+                yield Progress(self.step, cfg.steps, Stage.TRAIN, TrainStep.of(rec))
             if self.checkpoint_dir is not None and self._saved_step != self.step:
                 self.save_checkpoint()  # the raw weights (and the mean), to resume from
             if self.averaged:

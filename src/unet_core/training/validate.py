@@ -8,7 +8,7 @@ import numpy as np
 
 from ..inference.predict import Predictor
 from ..models.modelio import Model
-from ..progress import Progress, Stage
+from ..progress import ExampleScored, Progress, Stage
 from ..segmentation.metrics import evaluate
 from .dataset import Example
 
@@ -53,7 +53,7 @@ def evaluate_iter(model: Model, examples: Sequence[Example], device="cpu", stage
         labels = pred.segment(image)
         truth = np.where(ex.mask, ex.labels, 0)
         rows.append(evaluate(np.where(ex.mask, labels, 0), truth))
-        yield Progress(i + 1, len(examples), stage, {"example": ex.id})
+        yield Progress(i + 1, len(examples), stage, ExampleScored(ex.id))
     out = {k: float(np.mean([r[k] for r in rows])) for k in SCORES}
     out["n"] = len(rows)
     return out
