@@ -4,8 +4,6 @@ Imports only numpy and :mod:`unet_core` (no Qt), so napari can list it cheaply.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from unet_core.data.synthetic import SAMPLE_PARAMS, SAMPLE_SEED, synthetic_nuclei
 
 
@@ -19,6 +17,6 @@ def sample_nuclei() -> list:
     """
     image, labels = synthetic_nuclei((512, 512), seed=SAMPLE_SEED, dtype="uint16", **SAMPLE_PARAMS)
     return [
-        (np.asarray(image), {"name": "synthetic nuclei"}, "image"),
-        (np.asarray(labels), {"name": "synthetic nuclei (truth)", "visible": False}, "labels"),
+        (image, {"name": "synthetic nuclei"}, "image"),
+        (labels, {"name": "synthetic nuclei (truth)", "visible": False}, "labels"),
     ]

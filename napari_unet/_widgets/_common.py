@@ -11,13 +11,10 @@ import time
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
-import numpy as np
-
 from unet_core import PredictOptions, Predictor, Progress, load_model
+from unet_core.files.lazyio import indexable
 from unet_core.progress import Stage
 from unet_core.scaleout.route import route
-
-from ._heap import trimmed
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +115,7 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
 
         folder = result_folder(name)
         try:
-            res = yield from trimmed(segment_to_pyramid_iter(pred, data, folder,
-                                                             want_prob=want_prob))
+            res = yield from segment_to_pyramid_iter(pred, data, folder, want_prob=want_prob)
         except BaseException:      # failed or cancelled (GeneratorExit): nothing will show it
             release(folder)
             raise
@@ -128,8 +124,8 @@ def segment_job(cache: PredictorCache, key: PredictorKey, data, diameter="auto",
                              pred.model.name, res["image_settings"],
                              engine_text(pred, compiled), objects=res["objects"],
                              lazy=True, folder=folder)
-    image = np.asarray(data)
-    labels, prob = yield from pred.segment_iter(image, return_prob=True)
+    # lazy stacks stay lazy: the engine reads one plane at a time
+    labels, prob = yield from pred.segment_iter(indexable(data), return_prob=True)
     return SegmentResult(labels, prob, time.perf_counter() - t0, pred.model.name,
                          pred.last_settings, engine_text(pred, compiled),
                          warning=pred.last_warning)

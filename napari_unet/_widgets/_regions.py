@@ -156,8 +156,12 @@ def reviewed_example(viewer, image, labels, shapes=False):
             if box is None:          # nothing to read
                 raise none
             y0, x0, y1, x1 = box
+            if (y1 - y0) * (x1 - x0) > SMALL_PIXELS:     # never more than a small image
+                raise InputError(
+                    f"The reviewed region of '{image.name}' is {y1 - y0} x {x1 - x0} px, too "
+                    "large to add at once: draw smaller rectangles around what you corrected "
+                    "and add them one at a time.")
             img, lab = img[y0:y1, x0:x1], lab[y0:y1, x0:x1]
-        img, lab = np.asarray(img), np.asarray(lab)
         mask = rectangles_mask(shapes, image, plane, lab.shape, box[:2] if box else (0, 0))
         if not mask.any():
             raise none

@@ -12,7 +12,7 @@ from skimage.draw import disk
 from unet_core import ImageFileError, Predictor, load_model, run_to_end
 from unet_core.files.lazyio import LazyImage, open_image
 from unet_core.progress import BlockCount
-from unet_core.scaleout.blocks import BlockPlan, make_plan
+from unet_core.scaleout.blockplan import BlockPlan, make_plan
 from unet_core.scaleout.large import segment_file_iter
 from unet_core.segmentation.measure import measure_objects
 

@@ -190,6 +190,13 @@ def test_region_of_a_huge_lazy_image_reads_that_region_only(make_napari_viewer, 
     np.testing.assert_array_equal(ex.labels, labels[2986:3215, 986:1265])
     assert ex.mask[64:165, 64:215].all() and ex.mask.sum() == 101 * 151
 
+    # one rectangle around most of the image: refused before anything is read
+    viewer.layers["big reviewed regions"].add_rectangles(np.array([[0, 0], [5000, 4000]], float))
+    reads.clear()
+    widget.add_button.click()
+    assert "too large to add at once" in _severity(notifications, NotificationSeverity.ERROR)[-1]
+    assert reads == []
+
 
 def test_a_small_zarr_backed_plane_is_added_whole(make_napari_viewer, tmp_path, notifications):
     """Lazy but small (a zarr opened in napari): the whole plane is read and added."""

@@ -311,3 +311,39 @@ def test_what_auto_resolved_to_is_shown_in_the_choices(segment, qtbot):
     assert widget.scale.diameter_spin.text().endswith(" px")
     status = widget.run_bar.status.text()
     assert "(estimated)" in status and ("resampled x" in status or "image's scale" in status)
+
+
+class _ReadRecorder:
+    """A zarr array that notes how many pixels each read returns."""
+
+    def __init__(self, arr):
+        self.arr, self.reads = arr, []
+        self.shape, self.dtype, self.ndim, self.chunks = arr.shape, arr.dtype, arr.ndim, arr.chunks
+
+    def __getitem__(self, key):
+        out = self.arr[key]
+        self.reads.append(int(np.size(out)))
+        return out
+
+    def __array__(self, dtype=None, copy=None):      # np.asarray(layer.data): a whole read
+        return np.asarray(self[...], dtype=dtype)
+
+
+def test_a_lazy_stack_is_read_plane_by_plane_not_whole(tmp_path, tiny_model):
+    """A zarr-backed stack (not block-wise: that is for 2D images) is segmented as the
+    same stack in memory is, without ever reading the whole stack at once."""
+    import zarr
+
+    from napari_unet._widgets._common import PredictorCache, PredictorKey, segment_job
+    from unet_core import Predictor, run_to_end
+
+    stack = np.stack([synthetic_nuclei((96, 80), seed=s)[0] for s in (1, 2, 3)])
+    lazy = _ReadRecorder(zarr.create_array(str(tmp_path / "stack.zarr"), data=stack,
+                                           chunks=(1, 48, 40)))
+    key = PredictorKey(str(tiny_model), "cpu")
+    result = run_to_end(segment_job(PredictorCache(), key, lazy, diameter="none",
+                                    stain="fluorescence"))
+    expect = Predictor(tiny_model, device="cpu", diameter="none",
+                       stain="fluorescence").segment(stack)
+    np.testing.assert_array_equal(result.labels, expect)
+    assert lazy.reads and max(lazy.reads) <= 96 * 80 < stack.size

@@ -24,7 +24,7 @@ from ..inference.backends import describe
 from ..inference.predict import Predictor
 from ..models.modelio import list_models, load_model, user_model_dir
 from ..progress import Stage, run_to_end
-from ..scaleout.batch import FILE_ERRORS
+from ..scaleout.batch_run import FILE_ERRORS
 from ..segmentation.metrics import evaluate
 from ..training.config import at_least, positive_int
 from . import cli_batch, cli_export, cli_train

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import tifffile
 import zarr
@@ -25,6 +26,15 @@ from .zarrinput import MissingChunksWarning, open_zarr  # noqa: F401  (part of t
 SMALL_PIXELS = 2048 * 2048
 #: Chunk side of the zarr stores we write (napari reads them by chunk).
 CHUNK = 1024
+
+
+def indexable(data):
+    """``data`` as an array that takes numpy indexing, ``None`` / newaxis included,
+    without reading it: numpy and dask arrays as they are, anything else (a zarr array,
+    a TIFF's zarr view) as a lazy dask view in its own chunks."""
+    if isinstance(data, np.ndarray) or hasattr(data, "dask"):
+        return data
+    return da.from_array(data, chunks=getattr(data, "chunks", "auto"))
 
 
 def is_zarr_path(path) -> bool:

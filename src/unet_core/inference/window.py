@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import os
 
-import dask.array as da
 import numpy as np
+
+from ..files.lazyio import indexable
 
 #: Largest tile core the network runs on inside a block (bounds its memory to ~1 GB).
 MAX_TILE = 1280
@@ -20,10 +21,7 @@ MAX_TILE = 1280
 
 def image_settings(pred, image):
     """The :class:`~unet_core.inference.predict.ImageSettings` every block of ``image`` shares."""
-    if not isinstance(image, np.ndarray) and not hasattr(image, "dask"):
-        # zarr arrays take no None / newaxis index; a dask view of them does (lazily)
-        image = da.from_array(image, chunks=getattr(image, "chunks", "auto"))
-    return pred.settings_for(image)
+    return pred.settings_for(indexable(image))
 
 
 def block_predictor(pred, max_tile: int = MAX_TILE):

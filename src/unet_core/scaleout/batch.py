@@ -35,7 +35,7 @@ from ..files.safefiles import folder_lock
 from ..inference.devices import DEFAULT_DEVICE
 from ..inference.predict import Predictor
 from ..progress import Progress
-from .batch_run import FILE_ERRORS, BatchReport, BatchRun, FileTask  # noqa: F401  (FILE_ERRORS: API)
+from .batch_run import BatchReport, BatchRun, FileTask
 from .route import is_input
 
 log = logging.getLogger(__name__)

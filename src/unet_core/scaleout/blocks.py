@@ -37,7 +37,7 @@ from ..files.lazyio import CHUNK, create_array, open_image
 from ..inference.window import segment_window
 from ..progress import BlockCount, Progress, Stage
 from ..segmentation.measure import measure_objects
-from .blockplan import BLOCK, OVERLAP, BlockPlan, job_key, make_plan, offsets_of  # noqa: F401
+from .blockplan import BlockPlan, offsets_of
 
 log = logging.getLogger(__name__)
 

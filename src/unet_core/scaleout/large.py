@@ -25,6 +25,7 @@ from ..segmentation.measure import write_csv
 from .blockplan import BLOCK, job_key, make_plan
 from .blocks import BlockJob, ThreadExecutor, prepare, run_blocks
 from .distributed import DaskExecutor
+from .heap import trimmed
 
 
 def _finish_array(src: Path, final: Path) -> Path:
@@ -54,10 +55,9 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
     model_spec : dict, optional
         How workers rebuild the predictor (:func:`unet_core.scaleout.distributed.predictor_spec`).
     block, overlap : int
-        Block core side and object margin in px (see :func:`unet_core.scaleout.blocks.make_plan`).
+        Block core side and object margin in px (see :func:`unet_core.scaleout.blockplan.make_plan`).
     threads : int, optional
-        Blocks segmented at once on this machine (default
-        :func:`~unet_core.inference.window.block_threads`).
+        Blocks segmented at once here (default :func:`~unet_core.inference.window.block_threads`).
     source_id : str, optional
         What identifies the input's content (a hash); finished blocks of an earlier run
         are reused only for the same one.  Default: the hash of ``source``'s file.
@@ -84,12 +84,13 @@ def segment_file_iter(pred, source, outputs: dict, *, client=None, model_spec=No
     if source_id is None and image.path is not None:
         source_id = content_hash(Path(image.path))["hash"]
     prepare(job, job_key(job.plan, settings, model_id, image.shape, image.data.dtype, source_id))
+    measure = "csv" in outputs
     if client is not None:
-        executor = DaskExecutor(client, model_spec)
-    else:
-        executor = ThreadExecutor(block_predictor(pred),
-                                  block_threads(pred) if threads is None else int(threads))
-    objects, clipped, table = yield from run_blocks(job, executor, measure="csv" in outputs)
+        passes = run_blocks(job, DaskExecutor(client, model_spec), measure)
+    else:      # here, with the heap's freed memory handed back as the blocks go
+        n = block_threads(pred) if threads is None else int(threads)
+        passes = trimmed(run_blocks(job, ThreadExecutor(block_predictor(pred), n), measure))
+    objects, clipped, table = yield from passes
     yield Progress(0, 1, Stage.WRITE)
     _finish(work, outputs, table)
     yield Progress(1, 1, Stage.WRITE)

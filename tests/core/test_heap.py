@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from napari_unet._widgets._heap import release_heap, trimmed
+from unet_core.scaleout.heap import release_heap, trimmed
 
 
 def _job(log):

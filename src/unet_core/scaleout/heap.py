@@ -1,4 +1,4 @@
-"""Freed heap memory handed back to the operating system while a long job runs.
+"""Freed heap memory handed back to the operating system while block passes run.
 
 Reading a large image window by window allocates and frees many medium-sized arrays in
 several threads (the job's, the zarr / dask readers', the network's).  glibc's malloc
