@@ -1,8 +1,8 @@
-"""Screenshot: Curate on a huge zarr layer with an empty review-region layer (refused
-before anything is read).
+"""Screenshot: Curate on a huge zarr layer with an empty review-region layer, or with
+one rectangle around most of the image (``--too-large``): refused before anything is read.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshot_curate_huge.py \
-        docs/images/curate_huge_no_region.png
+        docs/images/curate_huge_no_region.png [--too-large]
 """
 import sys
 import tempfile
@@ -16,7 +16,7 @@ from qtpy.QtWidgets import QApplication
 from unet_core.data.synthetic import synthetic_nuclei
 
 
-def main(out: str) -> None:
+def main(out: str, too_large: bool = False) -> None:
     tmp = Path(tempfile.mkdtemp())
     big = zarr.create_array(str(tmp / "big.zarr"), shape=(6000, 5000), dtype=np.uint16,
                             chunks=(1000, 1000), fill_value=0)
@@ -31,6 +31,9 @@ def main(out: str) -> None:
     _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-unet", "Curate")
     widget.folder_edit.set_path(tmp / "set")
     widget.new_region_button.click()
+    if too_large:
+        viewer.layers["big reviewed regions"].add_rectangles(
+            np.array([[100, 100], [5900, 4900]], float))
     widget.add_button.click()
     for _ in range(30):
         QApplication.processEvents()
@@ -39,4 +42,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "--too-large" in sys.argv[2:])
